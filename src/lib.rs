@@ -1,0 +1,32 @@
+//! Lagoon: a PostgreSQL wire-protocol connection pooler and proxy.
+//!
+//! ```text
+//! client socket
+//!   -> net::listener        accept, max_client_conn, one task per client
+//!   -> client::handshake    SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+//!   -> auth                 SCRAM-SHA-256 / md5 / trust against configured users
+//!   -> client::session      the pooling loop, one request at a time
+//!        protocol::codec    frame client bytes; buffer a whole request (up to Sync or Query)
+//!        pool               checkout(deadline) -> PooledConn (check-in or discard on drop)
+//!        client::relay      write request, stream replies back unchanged; protocol::tracker
+//!                           finds the transaction boundary (ReadyForQuery status)
+//!   -> server socket        pool::connect: TCP + startup + auth
+//! side tasks: pool::maintain (idle reaping, min_idle, lifetime), cancel (CancelRequest
+//! forwarding), shutdown (SIGTERM drain, SIGINT fast).
+//! ```
+//!
+//! `protocol` is sans-IO and never touches a socket; everything that does lives in `net`,
+//! `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is built once
+//! and handed down, so one test process can run several proxies.
+
+pub mod app;
+pub mod auth;
+pub mod cancel;
+pub mod client;
+pub mod config;
+pub mod devcluster;
+pub mod error;
+pub mod net;
+pub mod pool;
+pub mod protocol;
+pub mod shutdown;
