@@ -24,6 +24,7 @@ pub mod auth;
 pub mod cancel;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod devcluster;
 pub mod error;
 pub mod net;

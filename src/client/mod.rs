@@ -1,1 +1,173 @@
-//! TODO
+//! The application side: one task per client connection. `handshake` (startup phase),
+//! `login` (authentication and the post-login burst), `session` (the pooling loop), `relay`
+//! (what the proxy says to a server on its own account), `params` (session settings that follow
+//! the client from server to server).
+
+pub mod handshake;
+pub mod login;
+pub mod params;
+pub mod relay;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::app::Shared;
+use crate::error::ClientFacing;
+use crate::protocol::messages::encode::{self, Severity};
+use crate::protocol::sqlstate;
+use handshake::Handshake;
+
+/// Counts a connected client for max_client_conn; uncounts on drop.
+struct ClientSlot<'a>(&'a Shared);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn send_fatal(stream: &mut TcpStream, err: &(dyn ClientFacing + Sync)) {
+    let mut out = BytesMut::new();
+    encode::error(
+        &mut out,
+        Severity::Fatal,
+        err.sqlstate(),
+        &err.client_message(),
+    );
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves one client connection from accept to close.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let config = shared.config.load_full();
+    let login_timeout = Duration::from_millis(config.server.client_login_timeout_ms);
+    let mut buf = BytesMut::new();
+    let hs = match tokio::time::timeout(login_timeout, handshake::handshake(&mut stream, &mut buf))
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::debug!(%peer, "startup timed out");
+            return;
+        }
+    };
+    let msg = match hs {
+        Ok(Handshake::Startup(m)) => m,
+        Ok(Handshake::Closed) => return,
+        Ok(Handshake::Cancel {
+            process_id,
+            secret_key,
+        }) => {
+            if let Some(t) = shared.cancel.lookup(process_id, &secret_key) {
+                if let Err(e) =
+                    crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key)
+                        .await
+                {
+                    tracing::warn!(error = %e, "forwarding cancel request failed");
+                }
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad startup");
+            send_fatal(&mut stream, &e).await;
+            return;
+        }
+    };
+
+    let n = shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
+    let _slot = ClientSlot(&shared);
+    if n > config.server.max_client_conn {
+        let err = TooMany(config.server.max_client_conn);
+        send_fatal(&mut stream, &err).await;
+        return;
+    }
+    if shared.shutdown.drain.is_cancelled() {
+        send_fatal(&mut stream, &ShuttingDown).await;
+        return;
+    }
+
+    let reg = shared.cancel.register();
+    let key = (reg.process_id, reg.slot.secret());
+    let login = tokio::time::timeout(
+        login_timeout,
+        login::login(&mut stream, &mut buf, &msg, &shared, key),
+    )
+    .await;
+    let logged = match login {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, user = msg.get("user").unwrap_or(""), error = %e, "login failed");
+            send_fatal(&mut stream, &e).await;
+            return;
+        }
+        Err(_) => {
+            send_fatal(&mut stream, &LoginTimeout).await;
+            return;
+        }
+    };
+    let pool_cfg = &logged.config.pool;
+    let session = session::Session {
+        shared: &shared,
+        client: stream,
+        cbuf: buf,
+        scanned: 0,
+        cscan: Default::default(),
+        sscan: Default::default(),
+        tracker: Default::default(),
+        server: None,
+        params: logged.params,
+        pool: logged.pool,
+        session_mode: logged.session_mode,
+        slot: Arc::clone(&reg.slot),
+        max_message: logged.config.server.max_message_bytes,
+        idle_txn_timeout: (pool_cfg.idle_transaction_timeout_ms > 0)
+            .then(|| Duration::from_millis(pool_cfg.idle_transaction_timeout_ms)),
+        rollback_timeout: Duration::from_millis(pool_cfg.server_rollback_timeout_ms),
+    };
+    session.run().await;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many client connections (server.max_client_conn = {0})")]
+struct TooMany(usize);
+impl ClientFacing for TooMany {
+    fn sqlstate(&self) -> sqlstate::SqlState {
+        sqlstate::TOO_MANY_CONNECTIONS
+    }
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Pool
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the proxy is shutting down")]
+struct ShuttingDown;
+impl ClientFacing for ShuttingDown {
+    fn sqlstate(&self) -> sqlstate::SqlState {
+        sqlstate::ADMIN_SHUTDOWN
+    }
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Shutdown
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("login did not complete within server.client_login_timeout_ms")]
+struct LoginTimeout;
+impl ClientFacing for LoginTimeout {
+    fn sqlstate(&self) -> sqlstate::SqlState {
+        sqlstate::PROTOCOL_VIOLATION
+    }
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Client
+    }
+}

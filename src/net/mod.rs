@@ -2,3 +2,4 @@
 //! socket and a `BytesMut`. Parsing stays in `protocol`; this module only does IO.
 
 pub mod framed;
+pub mod listener;

@@ -87,7 +87,12 @@ pub fn split_message(buf: &mut BytesMut, max_len: usize) -> Result<Option<BytesM
 /// Walks complete messages in `buf` from `start`, calling `f(tag, body)` for each, and returns
 /// the offset just past the last complete message. Nothing is copied or removed.
 #[inline]
-pub fn walk_messages<F>(buf: &[u8], start: usize, max_len: usize, mut f: F) -> Result<usize, FrameError>
+pub fn walk_messages<F>(
+    buf: &[u8],
+    start: usize,
+    max_len: usize,
+    mut f: F,
+) -> Result<usize, FrameError>
 where
     F: FnMut(u8, &[u8]) -> bool,
 {
@@ -133,10 +138,16 @@ mod tests {
         for bad in [-1i32, 0, 3, i32::MIN] {
             let mut v = vec![b'Q'];
             v.extend_from_slice(&bad.to_be_bytes());
-            assert!(matches!(peek_header(&v, 100), Err(FrameError::BadLength { .. })));
+            assert!(matches!(
+                peek_header(&v, 100),
+                Err(FrameError::BadLength { .. })
+            ));
         }
         let v = msg(b'd', &[0u8; 200]);
-        assert!(matches!(peek_header(&v, 100), Err(FrameError::TooLong { len: 204, .. })));
+        assert!(matches!(
+            peek_header(&v, 100),
+            Err(FrameError::TooLong { len: 204, .. })
+        ));
     }
 
     #[test]

@@ -3,4 +3,7 @@
 //! transaction tracker. No tokio, no sockets: unit-tested, fuzzed and benched directly.
 
 pub mod codec;
+pub mod messages;
 pub mod sqlstate;
+pub mod startup;
+pub mod tracker;

@@ -39,3 +39,5 @@ pub const IDLE_SESSION_TIMEOUT: SqlState = SqlState("57P05");
 pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 /// A configuration value is missing or wrong for what the client asked.
 pub const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
+/// A session setting the client asked for was refused by the server.
+pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");

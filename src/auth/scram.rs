@@ -1,0 +1,366 @@
+//! SCRAM-SHA-256 (RFC 5802, RFC 7677), server side, sans-IO: stored verifiers and the
+//! two-step exchange with a client. The caller moves the bytes (`auth::client`).
+//!
+//! Written by hand on `hmac`/`sha2` so that every byte a client sends goes through our own
+//! bounds-checked parsing (no panics on garbage) and the proof check is constant-time
+//! (`subtle`). Channel binding (`SCRAM-SHA-256-PLUS`) is not offered: we have no TLS yet, so a
+//! client asking for it (`p=`) is refused and `y` (client could bind, thinks we cannot) is fine.
+//! When TLS arrives and PLUS is advertised, `y` must be refused as a downgrade.
+//!
+//! Not here: which secret to use, unknown users, message framing (all in `auth::client`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AuthError;
+
+/// Iterations for verifiers we build ourselves; Postgres's default `scram_iterations`.
+pub const DEFAULT_ITERATIONS: u32 = 4096;
+/// Salt length for verifiers we build ourselves; Postgres's `SCRAM_DEFAULT_SALT_LEN`.
+pub const DEFAULT_SALT_LEN: usize = 16;
+/// Raw server nonce length; Postgres's `SCRAM_RAW_NONCE_LEN`.
+const SERVER_NONCE_LEN: usize = 18;
+/// The only mechanism we advertise.
+pub const MECHANISM: &str = "SCRAM-SHA-256";
+
+/// A stored SCRAM-SHA-256 verifier, as in `pg_authid.rolpassword`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys let anyone impersonate the server, and StoredKey enables offline guessing:
+        // never log them.
+        f.debug_struct("ScramVerifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramVerifier {
+    /// Parses `SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>`, the format
+    /// Postgres stores and `postgres_protocol::password::scram_sha_256` produces. Anything off
+    /// is an error naming what is wrong (never the secret itself).
+    pub fn parse(s: &str) -> Result<Self, AuthError> {
+        let bad = |why: &str| {
+            AuthError::InvalidSecret(format!("malformed SCRAM-SHA-256 verifier: {why}"))
+        };
+        let rest = s
+            .strip_prefix("SCRAM-SHA-256$")
+            .ok_or_else(|| bad("missing the SCRAM-SHA-256$ prefix"))?;
+        let (iter_salt, keys) = rest.split_once('$').ok_or_else(|| bad("missing '$'"))?;
+        let (iter, salt) = iter_salt
+            .split_once(':')
+            .ok_or_else(|| bad("missing ':' after the iteration count"))?;
+        let (stored, server) = keys
+            .split_once(':')
+            .ok_or_else(|| bad("missing ':' between the keys"))?;
+        let iterations: u32 = iter
+            .parse()
+            .map_err(|_| bad("the iteration count is not a number"))?;
+        if iterations == 0 {
+            return Err(bad("the iteration count is zero"));
+        }
+        let salt = B64
+            .decode(salt)
+            .map_err(|_| bad("the salt is not base64"))?;
+        if salt.is_empty() {
+            return Err(bad("the salt is empty"));
+        }
+        let key = |k: &str, what: &str| -> Result<[u8; 32], AuthError> {
+            let v = B64.decode(k).map_err(|_| bad(what))?;
+            <[u8; 32]>::try_from(v.as_slice()).map_err(|_| bad(what))
+        };
+        Ok(ScramVerifier {
+            iterations,
+            salt,
+            stored_key: key(stored, "StoredKey is not 32 bytes of base64")?,
+            server_key: key(server, "ServerKey is not 32 bytes of base64")?,
+        })
+    }
+
+    /// Builds the verifier for a plaintext password. SASLprep as Postgres does it: when the
+    /// password cannot be prepared (prohibited characters), the raw bytes are used, so the
+    /// result matches what Postgres and libpq compute for the same password.
+    pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> Self {
+        let prepared = stringprep::saslprep(password);
+        let bytes = match &prepared {
+            Ok(p) => p.as_bytes(),
+            Err(_) => password.as_bytes(),
+        };
+        let salted = hi(bytes, salt, iterations);
+        let client_key = hmac_sha256(&salted, &[b"Client Key"]);
+        ScramVerifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: Sha256::digest(client_key).into(),
+            server_key: hmac_sha256(&salted, &[b"Server Key"]),
+        }
+    }
+
+    /// The verifier for a user whose configured secret is a plaintext password. Its salt is
+    /// the same as [`ScramVerifier::mock`]'s for that name, so a user with a plaintext secret,
+    /// a user without one and an unknown user all show a stable salt across attempts. Costs
+    /// `DEFAULT_ITERATIONS` HMACs: callers should build it once (e.g. at config load).
+    pub fn for_plain_password(username: &str, password: &str, secret: &[u8; 32]) -> Self {
+        Self::from_password(password, &mock_salt(username, secret), DEFAULT_ITERATIONS)
+    }
+
+    /// Fake but stable verifier for an unknown user, so the exchange looks the same as for a
+    /// real user (no user enumeration): salt = HMAC(secret, username), the keys likewise
+    /// derived, nothing random, so repeated attempts see the same salt as for a real user.
+    pub fn mock(username: &str, secret: &[u8; 32]) -> Self {
+        ScramVerifier {
+            iterations: DEFAULT_ITERATIONS,
+            salt: mock_salt(username, secret),
+            stored_key: hmac_sha256(secret, &[b"lagoon mock StoredKey\0", username.as_bytes()]),
+            server_key: hmac_sha256(secret, &[b"lagoon mock ServerKey\0", username.as_bytes()]),
+        }
+    }
+
+    /// The stored form, `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`.
+    pub fn encode(&self) -> String {
+        format!(
+            "SCRAM-SHA-256${}:{}${}:{}",
+            self.iterations,
+            B64.encode(&self.salt),
+            B64.encode(self.stored_key),
+            B64.encode(self.server_key)
+        )
+    }
+}
+
+fn mock_salt(username: &str, secret: &[u8; 32]) -> Vec<u8> {
+    hmac_sha256(secret, &[username.as_bytes()])
+        .iter()
+        .take(DEFAULT_SALT_LEN)
+        .copied()
+        .collect()
+}
+
+/// HMAC-SHA-256 over the concatenation of `parts`.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // Infallible: HMAC accepts keys of any length (long ones are hashed). Not peer-reachable.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// `Hi()` of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block. Zero iterations count as one.
+fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
+    let mut out = u;
+    for _ in 1..iterations {
+        u = hmac_sha256(password, &[&u]);
+        for (o, x) in out.iter_mut().zip(u) {
+            *o ^= x;
+        }
+    }
+    out
+}
+
+/// Where the exchange stands.
+enum State {
+    /// Waiting for the client-first-message.
+    Initial,
+    /// Server-first-message sent; waiting for the client-final-message.
+    SentFirst {
+        /// `n,,` or `y,,`: the client must echo it (base64) in `c=`.
+        gs2_header: &'static str,
+        /// Client nonce followed by ours.
+        nonce: String,
+        /// client-first-message-bare "," server-first-message, the start of AuthMessage.
+        auth_prefix: String,
+    },
+    /// Finished (successfully or not); any further message is a protocol error.
+    Done,
+}
+
+/// The server side of one SCRAM-SHA-256 exchange.
+pub struct ScramServer {
+    verifier: ScramVerifier,
+    succeed_possible: bool,
+    state: State,
+}
+
+impl ScramServer {
+    /// `succeed_possible = false` for unknown users (with a [`ScramVerifier::mock`]): the
+    /// exchange runs fully, doing the same work, and fails at the end like a wrong password.
+    pub fn new(verifier: ScramVerifier, succeed_possible: bool) -> Self {
+        ScramServer {
+            verifier,
+            succeed_possible,
+            state: State::Initial,
+        }
+    }
+
+    /// Takes the data of SASLInitialResponse (after the mechanism name) and returns the
+    /// server-first-message. Channel binding flag `n` or `y` accepted, `p` refused.
+    pub fn client_first(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let mut raw = [0u8; SERVER_NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut raw);
+        self.client_first_with_nonce(data, &B64.encode(raw))
+    }
+
+    /// [`Self::client_first`] with a chosen server nonce (tests use RFC 7677's vector).
+    fn client_first_with_nonce(
+        &mut self,
+        data: &[u8],
+        server_nonce: &str,
+    ) -> Result<Vec<u8>, AuthError> {
+        if !matches!(self.state, State::Initial) {
+            self.state = State::Done;
+            return Err(malformed("unexpected client-first-message"));
+        }
+        // Whatever happens next, this exchange cannot be restarted.
+        self.state = State::Done;
+        let msg = text(data)?;
+        let (gs2_header, bare) = split_gs2_header(msg)?;
+        let client_nonce = parse_client_first_bare(bare)?;
+        let nonce = format!("{client_nonce}{server_nonce}");
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            B64.encode(&self.verifier.salt),
+            self.verifier.iterations
+        );
+        self.state = State::SentFirst {
+            gs2_header,
+            nonce,
+            auth_prefix: format!("{bare},{server_first}"),
+        };
+        Ok(server_first.into_bytes())
+    }
+
+    /// Takes the data of SASLResponse and returns the server-final-message (`v=...`) when the
+    /// proof verifies. A wrong proof is [`AuthError::Rejected`]; a malformed message is
+    /// [`AuthError::Protocol`].
+    pub fn client_final(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let State::SentFirst {
+            gs2_header,
+            nonce,
+            auth_prefix,
+        } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return Err(malformed("unexpected client-final-message"));
+        };
+        let msg = text(data)?;
+        let (without_proof, proof_b64) = msg
+            .rsplit_once(",p=")
+            .ok_or_else(|| malformed("missing proof"))?;
+        let proof = B64
+            .decode(proof_b64)
+            .map_err(|_| malformed("proof is not base64"))?;
+        let proof = <[u8; 32]>::try_from(proof.as_slice())
+            .map_err(|_| malformed("proof is not 32 bytes"))?;
+
+        let mut attrs = without_proof.split(',');
+        let cbind = attr(attrs.next(), 'c')?;
+        let cbind = B64
+            .decode(cbind)
+            .map_err(|_| malformed("channel binding is not base64"))?;
+        if cbind != gs2_header.as_bytes() {
+            return Err(malformed("unexpected channel binding data"));
+        }
+        if attr(attrs.next(), 'r')? != nonce {
+            return Err(malformed("nonce mismatch"));
+        }
+        for ext in attrs {
+            // Extensions are allowed and ignored (as Postgres does), but must be well-formed.
+            attr(Some(ext), '*')?;
+        }
+
+        let auth_message = format!("{auth_prefix},{without_proof}");
+        let signature = hmac_sha256(&self.verifier.stored_key, &[auth_message.as_bytes()]);
+        let mut client_key = proof;
+        for (k, s) in client_key.iter_mut().zip(signature) {
+            *k ^= s;
+        }
+        let computed: [u8; 32] = Sha256::digest(client_key).into();
+        // Same work whether or not success is possible; only the final bit differs.
+        let matches = computed.ct_eq(&self.verifier.stored_key);
+        if !bool::from(matches & subtle::Choice::from(u8::from(self.succeed_possible))) {
+            return Err(AuthError::Rejected);
+        }
+        let server_sig = hmac_sha256(&self.verifier.server_key, &[auth_message.as_bytes()]);
+        Ok(format!("v={}", B64.encode(server_sig)).into_bytes())
+    }
+}
+
+fn malformed(why: &str) -> AuthError {
+    AuthError::Protocol(format!("malformed SCRAM message: {why}"))
+}
+
+/// SCRAM messages are printable text; no NULs (Postgres reads them as C strings).
+fn text(data: &[u8]) -> Result<&str, AuthError> {
+    let s = std::str::from_utf8(data).map_err(|_| malformed("not valid UTF-8"))?;
+    if s.contains('\0') {
+        return Err(malformed("contains a NUL byte"));
+    }
+    Ok(s)
+}
+
+/// Splits the GS2 header off a client-first-message.
+fn split_gs2_header(msg: &str) -> Result<(&'static str, &str), AuthError> {
+    if let Some(bare) = msg.strip_prefix("n,,") {
+        return Ok(("n,,", bare));
+    }
+    if let Some(bare) = msg.strip_prefix("y,,") {
+        return Ok(("y,,", bare));
+    }
+    if msg.starts_with("p=") {
+        return Err(AuthError::Protocol(
+            "the client selected SCRAM-SHA-256-PLUS channel binding, but the server does not \
+             support it on this connection"
+                .into(),
+        ));
+    }
+    if msg.starts_with("n,a=") || msg.starts_with("y,a=") {
+        return Err(malformed("authorization identities (a=) are not supported"));
+    }
+    Err(malformed("bad GS2 header"))
+}
+
+/// Parses client-first-message-bare, returning the client nonce. The user name (`n=`) is
+/// ignored, as Postgres does: the StartupMessage's user is the one authenticated.
+fn parse_client_first_bare(bare: &str) -> Result<&str, AuthError> {
+    let mut attrs = bare.split(',');
+    let first = attrs.next();
+    if first.is_some_and(|a| a.starts_with("m=")) {
+        return Err(malformed("mandatory extensions (m=) are not supported"));
+    }
+    attr(first, 'n')?;
+    let nonce = attr(attrs.next(), 'r')?;
+    if nonce.is_empty() || !nonce.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(malformed("the client nonce is empty or not printable"));
+    }
+    for ext in attrs {
+        attr(Some(ext), '*')?;
+    }
+    Ok(nonce)
+}
+
+/// Checks `a` is `<name>=<value>` and returns the value; `'*'` accepts any letter as name.
+fn attr(a: Option<&str>, name: char) -> Result<&str, AuthError> {
+    let a = a.ok_or_else(|| malformed("missing attribute"))?;
+    let mut chars = a.chars();
+    match (chars.next(), chars.next()) {
+        (Some(n), Some('=')) if n == name || (name == '*' && n.is_ascii_alphabetic()) => {
+            Ok(chars.as_str())
+        }
+        _ => Err(malformed(&format!("expected attribute '{name}='"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

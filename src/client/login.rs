@@ -1,0 +1,215 @@
+//! From StartupMessage to the first ReadyForQuery: protocol negotiation, user and database
+//! lookup, client authentication, and the post-login burst (ParameterStatus as the server
+//! reports them, with the client's own settings; a proxy-made BackendKeyData; ReadyForQuery).
+//! No server connection is opened before the client has authenticated and its database is
+//! known; one is opened only if the pool has never logged in yet, to learn the server's
+//! parameters.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::params::SessionParams;
+use crate::app::Shared;
+use crate::auth::{self, AuthError, Method};
+use crate::config::{AuthType, Config, PoolMode};
+use crate::error::{ClientFacing, ErrorKind};
+use crate::pool::{Pool, PoolError};
+use crate::protocol::messages::encode;
+use crate::protocol::sqlstate::{self, SqlState};
+use crate::protocol::startup::{self, StartupMessage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("no PostgreSQL user name specified in startup packet")]
+    NoUser,
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    #[error("the admin console (database \"{0}\") is not available in this version of Lagoon")]
+    AdminUnavailable(String),
+    #[error("replication connections are not supported through Lagoon")]
+    Replication,
+    #[error("invalid options in startup packet: {0}")]
+    Options(String),
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+    #[error("connection error during login: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientFacing for LoginError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            LoginError::NoUser => sqlstate::INVALID_AUTHORIZATION,
+            LoginError::Auth(e) => e.sqlstate(),
+            LoginError::UnknownDatabase(_) => sqlstate::INVALID_CATALOG_NAME,
+            LoginError::AdminUnavailable(_) | LoginError::Replication => {
+                sqlstate::FEATURE_NOT_SUPPORTED
+            }
+            LoginError::Options(_) => sqlstate::PROTOCOL_VIOLATION,
+            LoginError::Pool(e) => e.sqlstate(),
+            LoginError::Io(_) => sqlstate::CONNECTION_FAILURE,
+        }
+    }
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LoginError::Auth(e) => e.kind(),
+            LoginError::NoUser => ErrorKind::Auth,
+            LoginError::UnknownDatabase(_) | LoginError::AdminUnavailable(_) => ErrorKind::Config,
+            LoginError::Replication | LoginError::Options(_) => ErrorKind::Protocol,
+            LoginError::Pool(e) => e.kind(),
+            LoginError::Io(_) => ErrorKind::Client,
+        }
+    }
+    fn client_message(&self) -> String {
+        match self {
+            LoginError::Auth(e) => e.client_message(),
+            LoginError::Pool(e) => e.client_message(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A logged-in client, ready for the pooling loop.
+pub struct LoggedIn {
+    pub pool: Arc<Pool>,
+    pub params: SessionParams,
+    pub session_mode: bool,
+    pub config: Arc<Config>,
+}
+
+fn method(t: AuthType) -> Method {
+    match t {
+        AuthType::ScramSha256 => Method::ScramSha256,
+        AuthType::Md5 => Method::Md5,
+        AuthType::Trust => Method::Trust,
+    }
+}
+
+/// Runs login for a client that sent `msg`. On success the client has received
+/// AuthenticationOk, ParameterStatus, BackendKeyData and ReadyForQuery.
+pub async fn login(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    msg: &StartupMessage,
+    shared: &Shared,
+    key: (i32, i32),
+) -> Result<LoggedIn, LoginError> {
+    let config = shared.config.load_full();
+    let mut out = BytesMut::new();
+
+    // We speak 3.0. Ask for anything newer, or name a protocol extension, and we say so.
+    let unsupported: Vec<String> = msg
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if msg.minor > 0 || !unsupported.is_empty() {
+        encode::negotiate_protocol_version(&mut out, unsupported);
+        stream.write_all(&out).await?;
+        out.clear();
+    }
+
+    let user_name = msg
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or(LoginError::NoUser)?;
+    if msg
+        .get("replication")
+        .is_some_and(|r| !matches!(r, "false" | "off" | "no" | "0"))
+    {
+        return Err(LoginError::Replication);
+    }
+    let db_name = msg
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user_name);
+    let options = match msg.get("options") {
+        Some(o) => startup::parse_options(o).map_err(LoginError::Options)?,
+        None => Vec::new(),
+    };
+
+    // Authenticate before saying anything about the database, as Postgres does. An unknown
+    // user runs the same exchange and fails the same way as a wrong password.
+    let user = config.user(user_name);
+    let auth_type = user
+        .and_then(|u| u.auth_type)
+        .unwrap_or(config.server.auth_type);
+    let secret = match user.and_then(|u| u.password.as_deref()) {
+        Some(p) => Some(auth::Secret::parse(p)?),
+        None => None,
+    };
+    let method = method(auth_type);
+    if user.is_none() && method == Method::Trust {
+        // Trust still needs a configured user: run a SCRAM exchange that must fail.
+        auth::authenticate_client(
+            stream,
+            buf,
+            user_name,
+            Method::ScramSha256,
+            None,
+            &shared.mock_secret,
+        )
+        .await?;
+    }
+    auth::authenticate_client(
+        stream,
+        buf,
+        user_name,
+        method,
+        if user.is_some() {
+            secret.as_ref()
+        } else {
+            None
+        },
+        &shared.mock_secret,
+    )
+    .await?;
+    let Some(user) = user else {
+        // authenticate_client never succeeds without a secret, except for Trust handled above.
+        return Err(LoginError::Auth(AuthError::InvalidPassword {
+            user: user_name.to_owned(),
+        }));
+    };
+
+    if db_name == config.server.admin_database {
+        return Err(LoginError::AdminUnavailable(db_name.to_owned()));
+    }
+    let db = config
+        .database(db_name)
+        .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
+    let pool = shared.pools.get_or_create(&config, db, user);
+    let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
+
+    let server_params = match pool.server_params() {
+        Some(p) => p,
+        None => {
+            // First client of this pool: log in once to learn what the server reports.
+            let deadline = Instant::now() + pool.settings().checkout_timeout;
+            let conn = pool.checkout(deadline).await?;
+            conn.release();
+            pool.server_params().unwrap_or_default()
+        }
+    };
+    let params = SessionParams::from_startup(&msg.params, options);
+    for (name, value) in server_params.iter() {
+        let value = params.get(name).unwrap_or(value);
+        encode::parameter_status(&mut out, name, value);
+    }
+    encode::backend_key_data(&mut out, key.0, key.1);
+    encode::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await?;
+
+    Ok(LoggedIn {
+        pool,
+        params,
+        session_mode,
+        config,
+    })
+}

@@ -1,0 +1,140 @@
+//! Conversations the proxy holds with a server on its own account: replaying a client's
+//! settings before its request, and cleaning up after a client that left mid-request or
+//! mid-transaction, so that no dirty server ever goes back to the pool.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::pool::{PooledConn, ServerConn};
+use crate::protocol::messages::{encode, parse};
+use crate::protocol::tracker::{Flow, StreamScanner, TxnTracker, server_needs_body};
+
+/// Bound for messages read on the proxy's own account (no rows are expected).
+const OWN_MAX: usize = 64 * 1024 * 1024;
+
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The server refused the settings; its message.
+    Server(String),
+    /// The connection broke.
+    Broken,
+}
+
+/// Runs `sql` (simple protocol) and swallows its replies up to ReadyForQuery.
+pub async fn replay(conn: &mut ServerConn, sql: &str) -> Result<(), ReplayError> {
+    let mut out = BytesMut::new();
+    encode::query(&mut out, sql);
+    conn.stream
+        .write_all(&out)
+        .await
+        .map_err(|_| ReplayError::Broken)?;
+    let mut tracker = TxnTracker::default();
+    tracker.client_message(b'Q');
+    let mut error = None;
+    drain(conn, &mut tracker, |tag, body| {
+        if tag == b'E' && error.is_none() {
+            error = Some(
+                body.and_then(parse::error_fields)
+                    .and_then(|f| f.message)
+                    .unwrap_or("unknown error")
+                    .to_owned(),
+            );
+        }
+    })
+    .await
+    .map_err(|_| ReplayError::Broken)?;
+    match error {
+        Some(msg) => Err(ReplayError::Server(msg)),
+        None => Ok(()),
+    }
+}
+
+/// Reads and discards server messages until the tracker owes nothing, reporting each message
+/// (with its body for the tags the tracker needs) to `on`.
+async fn drain<F>(conn: &mut ServerConn, tracker: &mut TxnTracker, mut on: F) -> std::io::Result<()>
+where
+    F: FnMut(u8, Option<&[u8]>),
+{
+    let mut scanner = StreamScanner::default();
+    while tracker.owed() > 0 {
+        if conn.read_buf.capacity() - conn.read_buf.len() < 4096 {
+            conn.read_buf.reserve(16 * 1024);
+        }
+        if conn.stream.read_buf(&mut conn.read_buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = scanner
+            .scan(&conn.read_buf, OWN_MAX, server_needs_body, |tag, body| {
+                tracker.server_message(tag, body);
+                on(tag, body);
+                Flow::Continue
+            })
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let _ = conn.read_buf.split_to(n);
+    }
+    if !scanner.at_boundary() {
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
+    Ok(())
+}
+
+/// Brings a server whose client left back to a clean idle state and returns it to the pool,
+/// or closes it. A request still running is cancelled first, an open COPY is failed, an open
+/// extended batch is synced, an open transaction is rolled back; session mode also runs
+/// DISCARD ALL. Bounded by `timeout` (pool.server_rollback_timeout_ms).
+pub async fn cleanup(
+    mut conn: PooledConn,
+    mut tracker: TxnTracker,
+    at_boundary: bool,
+    session_mode: bool,
+    timeout: Duration,
+) {
+    if !at_boundary {
+        // Part of a message went to the server: nothing can resynchronise it.
+        conn.discard();
+        return;
+    }
+    let work = async {
+        let mut out = BytesMut::new();
+        if tracker.owed() > 0 {
+            let t = &conn.cancel;
+            let _ = crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key)
+                .await;
+        }
+        if tracker.copy_in() {
+            encode::copy_fail(&mut out, "client disconnected");
+            tracker.client_message(b'f');
+        }
+        if tracker.unsynced() {
+            out.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+            tracker.client_message(b'S');
+        }
+        if !out.is_empty() {
+            conn.stream.write_all(&out).await?;
+            out.clear();
+        }
+        drain(&mut conn, &mut tracker, |_, _| {}).await?;
+        if tracker.status() != crate::protocol::tracker::IDLE {
+            encode::query(&mut out, "ROLLBACK");
+            tracker.client_message(b'Q');
+        }
+        if session_mode {
+            encode::query(&mut out, "DISCARD ALL");
+            tracker.client_message(b'Q');
+        }
+        if !out.is_empty() {
+            conn.stream.write_all(&out).await?;
+            drain(&mut conn, &mut tracker, |_, _| {}).await?;
+            if session_mode {
+                conn.applied.clear();
+            }
+        }
+        Ok::<bool, std::io::Error>(tracker.releasable())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(true)) => conn.release(),
+        _ => conn.discard(),
+    }
+}

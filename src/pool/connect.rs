@@ -1,0 +1,321 @@
+//! Opening a server connection: TCP connect, StartupMessage, authentication, and the
+//! ParameterStatus / BackendKeyData preamble up to the first ReadyForQuery, all under one
+//! deadline. Also the CancelRequest side channel.
+//!
+//! Only the IO is here; what to answer to which message is `auth::upstream` (sans-IO,
+//! unit-tested without sockets). Not here: TLS to servers (later), retries and backoff (the
+//! pool decides), replaying client session state (`client::params`).
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::auth::upstream::{self, Login, Step, UpstreamError};
+use crate::error::{ClientFacing, ErrorKind};
+use crate::net::framed::{ReadError, read_message};
+use crate::protocol::sqlstate::{self, SqlState};
+
+/// Largest message we accept from a server during login. Real ones are tiny; this only bounds
+/// what a confused or hostile peer can make us buffer.
+const MAX_LOGIN_MESSAGE: usize = 1 << 20;
+
+/// `CancelRequest` code: 1234 << 16 | 5678.
+const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Plaintext password, or an md5 hash (`md5` + hex of md5(password || user)) which can
+    /// only answer md5 challenges. `None`: only trust works.
+    pub password: Option<String>,
+    pub database: String,
+}
+
+/// A logged-in server connection, ready for queries.
+#[derive(Debug)]
+pub struct ServerLogin {
+    /// `set_nodelay(true)`: we write whole requests and want them out at once.
+    pub stream: TcpStream,
+    /// ParameterStatus pairs, in the order received.
+    pub params: Vec<(String, String)>,
+    pub process_id: i32,
+    /// BackendKeyData secret (4 bytes in protocol 3.0; empty if the server sent none).
+    pub secret_key: Vec<u8>,
+    /// Anything read past the ReadyForQuery (normally empty).
+    pub read_buf: BytesMut,
+}
+
+/// Why a server connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// TCP connect, read or write failed; the message names the server address.
+    #[error("could not connect to server: {0}")]
+    Io(std::io::Error),
+    /// The whole login did not finish within the connect timeout.
+    #[error("could not connect to server: no answer within pool.connect_timeout_ms")]
+    Timeout,
+    /// The proxy could not log in (no or unusable password, bad SCRAM server signature).
+    #[error("the proxy could not log in to the server {0}")]
+    Auth(String),
+    /// The server refused us with an ErrorResponse (fields as sent).
+    #[error("{}", server_message(.fields))]
+    Server { fields: Vec<(u8, String)> },
+    /// The server broke the protocol during login.
+    #[error("protocol violation from the server during login: {0}")]
+    Protocol(String),
+    /// The server requires an authentication method we do not implement (request code).
+    #[error(
+        "the proxy could not log in to the server: it requires authentication method {} \
+         ({}), which Lagoon does not support",
+        .0, auth_method_name(*.0)
+    )]
+    UnsupportedAuth(i32),
+}
+
+impl ConnectError {
+    /// The SQLSTATE the server sent, for `Server` errors.
+    pub fn sqlstate_str(&self) -> Option<&str> {
+        match self {
+            ConnectError::Server { fields } => field(fields, b'C'),
+            _ => None,
+        }
+    }
+}
+
+impl From<UpstreamError> for ConnectError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Auth(m) => ConnectError::Auth(m),
+            UpstreamError::Protocol(m) => ConnectError::Protocol(m),
+            UpstreamError::UnsupportedAuth(c) => ConnectError::UnsupportedAuth(c),
+            UpstreamError::Server(fields) => ConnectError::Server { fields },
+        }
+    }
+}
+
+impl ClientFacing for ConnectError {
+    /// `Server` errors keep the server's own code when it is one we know (see
+    /// [`login_sqlstate`]); everything else is `08004`: we could not establish the connection.
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            ConnectError::Server { fields } => field(fields, b'C')
+                .and_then(login_sqlstate)
+                .unwrap_or(sqlstate::CONNECTION_REJECTED),
+            _ => sqlstate::CONNECTION_REJECTED,
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Server
+    }
+}
+
+fn field(fields: &[(u8, String)], code: u8) -> Option<&str> {
+    fields
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, v)| v.as_str())
+}
+
+fn server_message(fields: &[(u8, String)]) -> String {
+    field(fields, b'M')
+        .unwrap_or("the server refused the connection")
+        .to_owned()
+}
+
+/// `SqlState` holds a `&'static str`, so a server's code can only be kept when it is one we
+/// know: the codes Postgres sends while accepting a connection. Others map to `08004` (the
+/// caller can still relay `fields` verbatim, which is what a client should normally see).
+fn login_sqlstate(code: &str) -> Option<SqlState> {
+    const KNOWN: &[&str] = &[
+        "08P01", "08004", "08006", "0A000", "22023", "28000", "28P01", "3D000", "42501", "42704",
+        "53100", "53200", "53300", "55000", "57P01", "57P02", "57P03", "57P04", "XX000",
+    ];
+    KNOWN.iter().find(|k| **k == code).map(|k| SqlState(k))
+}
+
+fn auth_method_name(code: i32) -> &'static str {
+    match code {
+        2 => "Kerberos V5",
+        6 => "SCM credentials",
+        7 | 8 => "GSSAPI",
+        9 => "SSPI",
+        10 => "SASL without SCRAM-SHA-256",
+        _ => "unknown",
+    }
+}
+
+/// TCP connect + StartupMessage (protocol 3.0: user, database, then `startup_params`, e.g.
+/// application_name, options, DateStyle) + authentication + ParameterStatus / BackendKeyData
+/// until ReadyForQuery, all under `timeout`. NoticeResponses during login are ignored.
+pub async fn login(
+    target: &ServerTarget,
+    startup_params: &[(String, String)],
+    timeout: Duration,
+) -> Result<ServerLogin, ConnectError> {
+    tokio::time::timeout(timeout, login_inner(target, startup_params))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+}
+
+async fn login_inner(
+    target: &ServerTarget,
+    startup_params: &[(String, String)],
+) -> Result<ServerLogin, ConnectError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let io_err =
+        |e: std::io::Error| ConnectError::Io(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
+    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(io_err)?;
+    stream.set_nodelay(true).map_err(io_err)?;
+
+    let mut out = BytesMut::with_capacity(256);
+    upstream::startup_message(&target.user, &target.database, startup_params, &mut out)?;
+    let mut login = Login::new(&target.user, target.password.as_deref());
+    let mut read_buf = BytesMut::with_capacity(1024);
+    loop {
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(io_err)?;
+            out.clear();
+        }
+        let msg = match read_message(&mut stream, &mut read_buf, MAX_LOGIN_MESSAGE).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) | Err(ReadError::UnexpectedEof) => {
+                return Err(io_err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during login",
+                )));
+            }
+            Err(ReadError::Io(e)) => return Err(io_err(e)),
+            Err(ReadError::Frame(e)) => return Err(ConnectError::Protocol(e.to_string())),
+        };
+        if let Step::Done(done) = login.on_message(&msg, &mut out)? {
+            return Ok(ServerLogin {
+                stream,
+                params: done.params,
+                process_id: done.process_id,
+                secret_key: done.secret_key,
+                read_buf,
+            });
+        }
+    }
+}
+
+/// Sends a CancelRequest (length, code 80877102, pid, key; 16 bytes with protocol 3.0's
+/// 4-byte key) on a fresh TCP connection and closes it. Postgres never answers on this
+/// connection. No time limit of its own: callers wrap it in one.
+pub async fn send_cancel(
+    host: &str,
+    port: u16,
+    process_id: i32,
+    secret_key: &[u8],
+) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect((host, port)).await?;
+    stream
+        .write_all(&cancel_request(process_id, secret_key)?)
+        .await?;
+    stream.shutdown().await
+}
+
+fn cancel_request(process_id: i32, secret_key: &[u8]) -> std::io::Result<BytesMut> {
+    let len = i32::try_from(12 + secret_key.len()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "cancel key too long")
+    })?;
+    let mut buf = BytesMut::with_capacity(12 + secret_key.len());
+    buf.put_i32(len);
+    buf.put_i32(CANCEL_REQUEST_CODE);
+    buf.put_i32(process_id);
+    buf.put_slice(secret_key);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_request_layout() {
+        let b = cancel_request(0x0102_0304, &[9, 8, 7, 6]).unwrap();
+        assert_eq!(
+            &b[..],
+            &[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 1, 2, 3, 4, 9, 8, 7, 6]
+        );
+        let mut expected = BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(
+            0x0102_0304,
+            i32::from_be_bytes([9, 8, 7, 6]),
+            &mut expected,
+        );
+        assert_eq!(b, expected);
+    }
+
+    #[test]
+    fn server_error_keeps_code_and_message() {
+        let e = ConnectError::Server {
+            fields: vec![
+                (b'S', "FATAL".into()),
+                (b'C', "3D000".into()),
+                (b'M', "database \"nope\" does not exist".into()),
+            ],
+        };
+        assert_eq!(e.sqlstate_str(), Some("3D000"));
+        assert_eq!(e.sqlstate().code(), "3D000");
+        assert_eq!(e.client_message(), "database \"nope\" does not exist");
+        assert_eq!(e.kind(), ErrorKind::Server);
+        let odd = ConnectError::Server {
+            fields: vec![(b'C', "P0001".into())],
+        };
+        assert_eq!(odd.sqlstate_str(), Some("P0001"));
+        assert_eq!(odd.sqlstate().code(), "08004");
+    }
+
+    #[test]
+    fn other_errors_are_connection_rejected() {
+        for e in [
+            ConnectError::Timeout,
+            ConnectError::Auth("as user \"app\": no password".into()),
+            ConnectError::UnsupportedAuth(7),
+            ConnectError::Io(std::io::Error::other("refused")),
+        ] {
+            assert_eq!(e.sqlstate().code(), "08004", "{e}");
+            assert_eq!(e.sqlstate_str(), None);
+        }
+        assert!(
+            ConnectError::Timeout
+                .to_string()
+                .contains("pool.connect_timeout_ms")
+        );
+        assert!(
+            ConnectError::UnsupportedAuth(7)
+                .to_string()
+                .contains("GSSAPI")
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_io_error() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let target = ServerTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "u".into(),
+            password: None,
+            database: "d".into(),
+        };
+        let e = login(&target, &[], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ConnectError::Io(_)), "{e:?}");
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+}

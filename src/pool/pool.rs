@@ -1,0 +1,414 @@
+//! A pool of server connections for one (database, user) on one member.
+//!
+//! Checkout is a fair FIFO: a returned connection goes straight to the longest waiter, so a
+//! newcomer can never overtake the queue, and every waiter gives up at its own deadline. A pool
+//! whose server cannot be reached fails checkouts at once (for a short back-off after each failed
+//! connect) instead of letting clients queue to the timeout. The state lock is a plain mutex that
+//! is never held across `.await`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::connect::{self, ConnectError, ServerTarget};
+use super::guard::PooledConn;
+use super::server_conn::ServerConn;
+use crate::cancel::CancelTarget;
+use crate::error::{ClientFacing, ErrorKind};
+use crate::protocol::sqlstate::{self, SqlState};
+
+/// Sizing and timeouts of one pool (from `[pool]`, with per-database overrides applied).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub size: usize,
+    pub min_idle: usize,
+    pub checkout_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// How long a pool refuses checkouts after a failed connect before trying again.
+const DOWN_BACKOFF: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "no server connection for database \"{database}\" within {waited_ms} ms (pool.checkout_timeout_ms)"
+    )]
+    Timeout { database: String, waited_ms: u128 },
+    #[error("server for database \"{database}\" is unavailable: {cause}")]
+    Down { database: String, cause: String },
+    #[error("{0}")]
+    Connect(Arc<ConnectError>),
+    #[error("pool for database \"{0}\" is closed")]
+    Closed(String),
+}
+
+impl ClientFacing for PoolError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            PoolError::Timeout { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+            PoolError::Down { .. } => sqlstate::CONNECTION_REJECTED,
+            PoolError::Connect(e) => e.sqlstate(),
+            PoolError::Closed(_) => sqlstate::ADMIN_SHUTDOWN,
+        }
+    }
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PoolError::Connect(_) | PoolError::Down { .. } => ErrorKind::Server,
+            _ => ErrorKind::Pool,
+        }
+    }
+    fn client_message(&self) -> String {
+        match self {
+            PoolError::Connect(e) => e.client_message(),
+            other => other.to_string(),
+        }
+    }
+}
+
+struct Waiter {
+    id: u64,
+    tx: oneshot::Sender<Result<ServerConn, PoolError>>,
+}
+
+struct Down {
+    retry_at: Instant,
+    cause: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// Idle connections; the most recently used is at the end and is reused first, so the
+    /// others age out under `idle_timeout` when load drops.
+    idle: Vec<ServerConn>,
+    /// Idle + lent + being connected.
+    total: usize,
+    waiters: VecDeque<Waiter>,
+    next_waiter: u64,
+    down: Option<Down>,
+    closed: bool,
+}
+
+/// Counters readable without the lock (for SHOW POOLS and metrics later).
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    pub checkouts: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+pub struct Pool {
+    pub database: String,
+    pub user: String,
+    target: ServerTarget,
+    /// Settings sent in every server StartupMessage of this pool.
+    startup_params: Vec<(String, String)>,
+    settings: PoolSettings,
+    state: Mutex<State>,
+    /// ParameterStatus values from the first login: what a client is told at its own login.
+    server_params: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    next_conn_id: AtomicU64,
+    pub counters: PoolCounters,
+}
+
+enum Plan {
+    Got(ServerConn),
+    Connect,
+    Wait(u64, oneshot::Receiver<Result<ServerConn, PoolError>>),
+}
+
+impl Pool {
+    pub fn new(
+        database: String,
+        user: String,
+        target: ServerTarget,
+        startup_params: Vec<(String, String)>,
+        settings: PoolSettings,
+    ) -> Arc<Pool> {
+        Arc::new(Pool {
+            database,
+            user,
+            target,
+            startup_params,
+            settings,
+            state: Mutex::new(State::default()),
+            server_params: Mutex::new(None),
+            next_conn_id: AtomicU64::new(1),
+            counters: PoolCounters::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent in a way that
+        // matters more than refusing service; recover the guard.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server's ParameterStatus values from the first successful login, if any yet.
+    pub fn server_params(&self) -> Option<Arc<Vec<(String, String)>>> {
+        self.server_params
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits for a server connection until `deadline`; see the module docs for the policy.
+    pub async fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<PooledConn, PoolError> {
+        let started = Instant::now();
+        let plan = {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(PoolError::Closed(self.database.clone()));
+            }
+            let mut got = None;
+            while let Some(conn) = st.idle.pop() {
+                if self.reusable(&conn) {
+                    got = Some(conn);
+                    break;
+                }
+                st.total -= 1;
+            }
+            match got {
+                Some(conn) => Plan::Got(conn),
+                None => {
+                    if let Some(d) = &st.down {
+                        if Instant::now() < d.retry_at && st.total == 0 {
+                            return Err(PoolError::Down {
+                                database: self.database.clone(),
+                                cause: d.cause.clone(),
+                            });
+                        }
+                    }
+                    if st.total < self.settings.size && st.waiters.is_empty() {
+                        st.total += 1;
+                        Plan::Connect
+                    } else {
+                        let (tx, rx) = oneshot::channel();
+                        let id = st.next_waiter;
+                        st.next_waiter += 1;
+                        st.waiters.push_back(Waiter { id, tx });
+                        Plan::Wait(id, rx)
+                    }
+                }
+            }
+        };
+        let conn = match plan {
+            Plan::Got(conn) => conn,
+            Plan::Connect => self.connect_counted().await?,
+            Plan::Wait(id, mut rx) => match tokio::time::timeout_at(deadline.into(), &mut rx).await
+            {
+                Ok(Ok(res)) => res?,
+                Ok(Err(_)) => return Err(PoolError::Closed(self.database.clone())),
+                Err(_) => {
+                    let mut st = self.lock();
+                    let before = st.waiters.len();
+                    st.waiters.retain(|w| w.id != id);
+                    if st.waiters.len() == before {
+                        // Already handed something under the lock: take it.
+                        drop(st);
+                        if let Ok(res) = rx.try_recv() {
+                            res?
+                        } else {
+                            return Err(PoolError::Closed(self.database.clone()));
+                        }
+                    } else {
+                        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Err(PoolError::Timeout {
+                            database: self.database.clone(),
+                            waited_ms: started.elapsed().as_millis(),
+                        });
+                    }
+                }
+            },
+        };
+        self.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        Ok(PooledConn::new(conn, Arc::clone(self)))
+    }
+
+    fn reusable(&self, conn: &ServerConn) -> bool {
+        conn.created.elapsed() < self.settings.lifetime && conn.is_healthy()
+    }
+
+    /// Opens a connection for a slot already counted in `total`; on failure gives the slot back
+    /// and marks the pool down.
+    async fn connect_counted(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
+        self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        match connect::login(
+            &self.target,
+            &self.startup_params,
+            self.settings.connect_timeout,
+        )
+        .await
+        {
+            Ok(login) => {
+                {
+                    let mut sp = self.server_params.lock().unwrap_or_else(|p| p.into_inner());
+                    if sp.is_none() {
+                        *sp = Some(Arc::new(login.params.clone()));
+                    }
+                }
+                self.lock().down = None;
+                let now = Instant::now();
+                Ok(ServerConn {
+                    stream: login.stream,
+                    read_buf: login.read_buf,
+                    created: now,
+                    last_used: now,
+                    applied: Vec::new(),
+                    id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+                    cancel: Arc::new(CancelTarget {
+                        host: self.target.host.clone(),
+                        port: self.target.port,
+                        process_id: login.process_id,
+                        secret_key: login.secret_key,
+                    }),
+                })
+            }
+            Err(e) => {
+                self.counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(database = %self.database, user = %self.user, error = %e, "server connect failed");
+                let err = Arc::new(e);
+                let mut st = self.lock();
+                st.total -= 1;
+                st.down = Some(Down {
+                    retry_at: Instant::now() + DOWN_BACKOFF,
+                    cause: err.to_string(),
+                });
+                if st.total == 0 {
+                    // Nobody will return a connection to the queue: fail it now.
+                    for w in st.waiters.drain(..) {
+                        let _ = w.tx.send(Err(PoolError::Connect(Arc::clone(&err))));
+                    }
+                }
+                Err(PoolError::Connect(err))
+            }
+        }
+    }
+
+    /// Takes back a clean connection: to the longest waiter first, else to the idle list.
+    pub(super) fn checkin(self: &Arc<Self>, mut conn: ServerConn) {
+        if !conn.read_buf.is_empty() || conn.created.elapsed() >= self.settings.lifetime {
+            self.discard(conn);
+            return;
+        }
+        conn.last_used = Instant::now();
+        // Give an idle connection no buffer to hold on to.
+        conn.read_buf = bytes::BytesMut::new();
+        let mut st = self.lock();
+        if st.closed {
+            st.total -= 1;
+            return;
+        }
+        while let Some(w) = st.waiters.pop_front() {
+            match w.tx.send(Ok(conn)) {
+                Ok(()) => return,
+                Err(Ok(back)) => conn = back,
+                Err(Err(_)) => return,
+            }
+        }
+        st.idle.push(conn);
+    }
+
+    /// Closes a connection and, if clients are waiting, opens a replacement for them.
+    pub(super) fn discard(self: &Arc<Self>, conn: ServerConn) {
+        drop(conn);
+        let replace = {
+            let mut st = self.lock();
+            st.total -= 1;
+            let replace = !st.closed && !st.waiters.is_empty() && st.total < self.settings.size;
+            if replace {
+                st.total += 1;
+            }
+            replace
+        };
+        if replace {
+            self.spawn_connect();
+        }
+    }
+
+    /// Opens a connection in the background (slot already counted) and checks it in.
+    fn spawn_connect(self: &Arc<Self>) {
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Ok(conn) = pool.connect_counted().await {
+                pool.checkin(conn);
+            }
+        });
+    }
+
+    /// One maintenance pass: close idle connections past `idle_timeout` (down to `min_idle`) or
+    /// past `lifetime` or found dead, then open connections up to `min_idle`.
+    pub fn maintain(self: &Arc<Self>) {
+        let now = Instant::now();
+        let (expired, to_open) = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            let mut keep = Vec::with_capacity(st.idle.len());
+            let mut expired = Vec::new();
+            let idle = std::mem::take(&mut st.idle);
+            let mut live = st.total;
+            for conn in idle {
+                let too_old = now.duration_since(conn.created) >= self.settings.lifetime;
+                let idle_long = now.duration_since(conn.last_used) >= self.settings.idle_timeout
+                    && live > self.settings.min_idle;
+                if too_old || idle_long || !conn.is_healthy() {
+                    live -= 1;
+                    expired.push(conn);
+                } else {
+                    keep.push(conn);
+                }
+            }
+            st.idle = keep;
+            st.total = live;
+            let down = st.down.as_ref().is_some_and(|d| now < d.retry_at);
+            let want = self.settings.min_idle.min(self.settings.size);
+            let to_open = if down {
+                0
+            } else {
+                want.saturating_sub(st.idle.len())
+                    .min(self.settings.size - st.total.min(self.settings.size))
+            };
+            st.total += to_open;
+            (expired, to_open)
+        };
+        drop(expired);
+        for _ in 0..to_open {
+            self.spawn_connect();
+        }
+    }
+
+    /// Refuses new checkouts, fails the waiters and closes idle connections.
+    pub fn close(&self) {
+        let (idle, waiters) = {
+            let mut st = self.lock();
+            st.closed = true;
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len();
+            (idle, std::mem::take(&mut st.waiters))
+        };
+        drop(idle);
+        for w in waiters {
+            let _ = w.tx.send(Err(PoolError::Closed(self.database.clone())));
+        }
+    }
+
+    /// (idle, total, waiting) for observability.
+    pub fn snapshot(&self) -> (usize, usize, usize) {
+        let st = self.lock();
+        (st.idle.len(), st.total, st.waiters.len())
+    }
+}

@@ -1,0 +1,49 @@
+//! One logged-in server connection and what the proxy knows about its state.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::cancel::CancelTarget;
+
+/// A server connection, idle in a pool or lent to a client through a `PooledConn`.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub stream: TcpStream,
+    /// Bytes read from the server and not yet forwarded. Empty whenever the connection is idle.
+    pub read_buf: BytesMut,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// Session settings changed on this connection away from the pool's login defaults
+    /// (lower-case name, value), so the next client's settings can be replayed as a diff.
+    pub applied: Vec<(String, String)>,
+    /// Process-unique id, for logs.
+    pub id: u64,
+    /// The server's BackendKeyData and address: where a client's CancelRequest goes while
+    /// this connection runs its request.
+    pub cancel: Arc<CancelTarget>,
+}
+
+impl ServerConn {
+    /// Non-blocking check that an idle connection is still usable: no EOF, no error and no
+    /// unexpected bytes (an idle server only speaks to say it is going away).
+    pub fn is_healthy(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+}
+
+/// Records in `applied` a setting the server reported (ParameterStatus) while a client used it.
+/// A free function so the caller can hold it while borrowing the read buffer.
+pub fn set_applied(applied: &mut Vec<(String, String)>, name: &str, value: &str) {
+    let name = name.to_ascii_lowercase();
+    match applied.iter_mut().find(|(k, _)| *k == name) {
+        Some(slot) => value.clone_into(&mut slot.1),
+        None => applied.push((name, value.to_owned())),
+    }
+}
