@@ -298,6 +298,153 @@ mod tests {
         );
     }
 
+    use crate::auth::{self, Method, Secret};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    fn be_msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend((body.len() as i32 + 4).to_be_bytes());
+        m.extend(body);
+        m
+    }
+
+    /// A fake Postgres: reads the startup packet, runs *our* client authentication as the
+    /// server side, then sends the preamble plus `extra` bytes. Returns the startup body.
+    async fn fake_server(
+        method: Method,
+        secret: Option<Secret>,
+        extra: &'static [u8],
+    ) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let len = sock.read_i32().await.unwrap() as usize;
+            let mut startup = vec![0; len - 4];
+            sock.read_exact(&mut startup).await.unwrap();
+            let mut buf = BytesMut::new();
+            let r = auth::authenticate_client(
+                &mut sock,
+                &mut buf,
+                "app",
+                method,
+                secret.as_ref(),
+                &[3; 32],
+            )
+            .await;
+            let mut out = Vec::new();
+            match r {
+                Ok(()) => {
+                    out.extend(be_msg(b'S', b"server_version\x0015.4\0"));
+                    out.extend(be_msg(b'K', &[0, 0, 0, 77, 5, 6, 7, 8]));
+                    out.extend(be_msg(b'Z', b"I"));
+                    out.extend(extra);
+                }
+                Err(_) => out.extend(be_msg(
+                    b'E',
+                    b"SFATAL\0C28P01\0Mpassword authentication failed for user \"app\"\0\0",
+                )),
+            }
+            sock.write_all(&out).await.unwrap();
+            startup
+        });
+        (port, task)
+    }
+
+    fn target(port: u16, password: Option<&str>) -> ServerTarget {
+        ServerTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "app".into(),
+            password: password.map(Into::into),
+            database: "appdb".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn login_with_scram_and_md5_against_our_own_server_side() {
+        let secret = Some(Secret::Plain("pw".into()));
+        for method in [Method::ScramSha256, Method::Md5, Method::Trust] {
+            let (port, server) = fake_server(method, secret.clone(), b"Xleft").await;
+            let params = [("application_name".to_owned(), "lagoon-test".to_owned())];
+            let login = login(&target(port, Some("pw")), &params, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(login.params, [("server_version".into(), "15.4".into())]);
+            assert_eq!(login.process_id, 77);
+            assert_eq!(login.secret_key, [5, 6, 7, 8]);
+            assert_eq!(&login.read_buf[..], b"Xleft");
+            assert!(login.stream.nodelay().unwrap());
+            let startup = server.await.unwrap();
+            assert_eq!(
+                &startup[4..],
+                b"user\0app\0database\0appdb\0application_name\0lagoon-test\0\0"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_the_servers_error() {
+        let (port, _server) =
+            fake_server(Method::ScramSha256, Some(Secret::Plain("pw".into())), b"").await;
+        let e = login(&target(port, Some("nope")), &[], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.sqlstate_str(), Some("28P01"), "{e:?}");
+        assert_eq!(e.sqlstate().code(), "28P01");
+        assert_eq!(
+            e.client_message(),
+            "password authentication failed for user \"app\""
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _hold = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(sock);
+        });
+        let e = login(&target(port, None), &[], Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ConnectError::Timeout), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn server_hanging_up_is_io_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            drop(sock);
+        });
+        let e = login(&target(port, None), &[], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ConnectError::Io(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn send_cancel_writes_the_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            sock.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        send_cancel("127.0.0.1", port, 42, &[1, 2, 3, 4])
+            .await
+            .unwrap();
+        let got = server.await.unwrap();
+        assert_eq!(got, &cancel_request(42, &[1, 2, 3, 4]).unwrap()[..]);
+    }
+
     #[tokio::test]
     async fn refused_connection_is_io_error() {
         // Bind then drop a listener to get a port nobody listens on.

@@ -22,8 +22,8 @@ fn start(
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let task = tokio::spawn(async move {
         let mut buf = BytesMut::new();
-        let r = authenticate_client(&mut server, &mut buf, USER, method, secret.as_ref(), &MOCK)
-            .await;
+        let r =
+            authenticate_client(&mut server, &mut buf, USER, method, secret.as_ref(), &MOCK).await;
         drop(server);
         r
     });
@@ -62,8 +62,10 @@ async fn scram_client(c: &mut DuplexStream, password: &str) -> (String, bool) {
     expected.put_slice(b"SCRAM-SHA-256\0\0");
     assert_eq!(sasl, expected);
     let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-    send(c, |o| frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), o).unwrap())
-        .await;
+    send(c, |o| {
+        frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), o).unwrap()
+    })
+    .await;
     let Some(Backend::AuthenticationSaslContinue(body)) = recv(c, &mut buf).await else {
         panic!("expected AuthenticationSASLContinue");
     };
@@ -92,13 +94,19 @@ async fn md5_client(c: &mut DuplexStream, password: &str) -> bool {
         password.as_bytes(),
         body.salt(),
     );
-    send(c, |o| frontend::password_message(answer.as_bytes(), o).unwrap()).await;
+    send(c, |o| {
+        frontend::password_message(answer.as_bytes(), o).unwrap()
+    })
+    .await;
     matches!(recv(c, &mut buf).await, Some(Backend::AuthenticationOk))
 }
 
 fn assert_password_failed(r: Result<(), AuthError>) {
     let e = r.unwrap_err();
-    assert!(matches!(&e, AuthError::InvalidPassword { user } if user == USER), "{e:?}");
+    assert!(
+        matches!(&e, AuthError::InvalidPassword { user } if user == USER),
+        "{e:?}"
+    );
     assert_eq!(e.sqlstate(), sqlstate::INVALID_PASSWORD);
     assert_eq!(
         e.client_message(),
@@ -150,7 +158,10 @@ async fn scram_wrong_password_and_unknown_user_fail_identically() {
 
 #[tokio::test]
 async fn scram_method_with_md5_secret_cannot_succeed() {
-    let (mut c, task) = start(Method::ScramSha256, Some(Secret::Md5(md5::md5_hash(USER, "pw"))));
+    let (mut c, task) = start(
+        Method::ScramSha256,
+        Some(Secret::Md5(md5::md5_hash(USER, "pw"))),
+    );
     let (_, ok) = scram_client(&mut c, "pw").await;
     assert!(!ok);
     assert_password_failed(task.await.unwrap());
@@ -185,7 +196,10 @@ async fn md5_method_with_scram_verifier_uses_scram() {
 async fn trust() {
     let (mut c, task) = start(Method::Trust, plain("pw"));
     let mut buf = BytesMut::new();
-    assert!(matches!(recv(&mut c, &mut buf).await, Some(Backend::AuthenticationOk)));
+    assert!(matches!(
+        recv(&mut c, &mut buf).await,
+        Some(Backend::AuthenticationOk)
+    ));
     task.await.unwrap().unwrap();
 
     // Unknown user under trust: fails at once, nothing written.
@@ -207,10 +221,7 @@ async fn client_hanging_up_is_closed() {
     drop(c);
     let e = task.await.unwrap().unwrap_err();
     // Either the write of AuthenticationSASL or the read notices first.
-    assert!(
-        matches!(e, AuthError::Closed | AuthError::Io(_)),
-        "{e:?}"
-    );
+    assert!(matches!(e, AuthError::Closed | AuthError::Io(_)), "{e:?}");
     assert_eq!(e.sqlstate(), sqlstate::CONNECTION_FAILURE);
 }
 
