@@ -23,6 +23,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Connected clients (for max_client_conn).
     pub clients: AtomicUsize,
+    /// SCRAM verifiers derived from plaintext passwords.
+    pub verifiers: crate::auth::cache::VerifierCache,
     /// Key for the fake SCRAM salts of unknown users: stable for this process, unguessable.
     pub mock_secret: [u8; 32],
 }
@@ -35,6 +37,7 @@ impl Shared {
             cancel: CancelRegistry::default(),
             shutdown: Shutdown::default(),
             clients: AtomicUsize::new(0),
+            verifiers: Default::default(),
             mock_secret: rand::random(),
         })
     }

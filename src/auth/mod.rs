@@ -10,6 +10,7 @@
 //! Not here: which method applies to which user/database (config) and sending the
 //! `ErrorResponse` on failure (the caller does, from [`ClientFacing`]).
 
+pub mod cache;
 mod client;
 pub mod md5;
 pub mod scram;

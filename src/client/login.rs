@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::params::SessionParams;
 use crate::app::Shared;
-use crate::auth::{self, AuthError, Method};
+use crate::auth::{self, AuthError, Method, Secret};
 use crate::config::{AuthType, Config, PoolMode};
 use crate::error::{ClientFacing, ErrorKind};
 use crate::pool::{Pool, PoolError};
@@ -138,41 +138,49 @@ pub async fn login(
     // Authenticate before saying anything about the database, as Postgres does. An unknown
     // user runs the same exchange and fails the same way as a wrong password.
     let user = config.user(user_name);
-    let auth_type = user
-        .and_then(|u| u.auth_type)
-        .unwrap_or(config.server.auth_type);
-    let secret = match user.and_then(|u| u.password.as_deref()) {
-        Some(p) => Some(auth::Secret::parse(p)?),
-        None => None,
-    };
-    let method = method(auth_type);
-    if user.is_none() && method == Method::Trust {
-        // Trust still needs a configured user: run a SCRAM exchange that must fail.
-        auth::authenticate_client(
-            stream,
-            buf,
-            user_name,
-            Method::ScramSha256,
-            None,
-            &shared.mock_secret,
-        )
-        .await?;
+    let method = method(
+        user.and_then(|u| u.auth_type)
+            .unwrap_or(config.server.auth_type),
+    );
+    match user {
+        Some(_) if method == Method::Trust => {
+            let mut ok = BytesMut::new();
+            encode::authentication_ok(&mut ok);
+            stream.write_all(&ok).await?;
+        }
+        Some(u) => {
+            let secret = match &u.secret {
+                // Derive the verifier once, not on every login.
+                Some(Secret::Plain(pw)) if method == Method::ScramSha256 => Some(Secret::Scram(
+                    (*shared.verifiers.get(user_name, pw, &shared.mock_secret)).clone(),
+                )),
+                other => other.clone(),
+            };
+            auth::authenticate_client(
+                stream,
+                buf,
+                user_name,
+                method,
+                secret.as_ref(),
+                &shared.mock_secret,
+            )
+            .await?;
+        }
+        None => {
+            // Trust still needs a configured user: run an exchange that must fail.
+            let method = if method == Method::Trust {
+                Method::ScramSha256
+            } else {
+                method
+            };
+            auth::authenticate_client(stream, buf, user_name, method, None, &shared.mock_secret)
+                .await?;
+            return Err(LoginError::Auth(AuthError::InvalidPassword {
+                user: user_name.to_owned(),
+            }));
+        }
     }
-    auth::authenticate_client(
-        stream,
-        buf,
-        user_name,
-        method,
-        if user.is_some() {
-            secret.as_ref()
-        } else {
-            None
-        },
-        &shared.mock_secret,
-    )
-    .await?;
     let Some(user) = user else {
-        // authenticate_client never succeeds without a secret, except for Trust handled above.
         return Err(LoginError::Auth(AuthError::InvalidPassword {
             user: user_name.to_owned(),
         }));

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::oneshot;
 
 use super::connect::{self, ConnectError, ServerTarget};
@@ -30,6 +31,9 @@ pub struct PoolSettings {
     pub lifetime: Duration,
     pub connect_timeout: Duration,
 }
+
+/// ParameterStatus (name, value) pairs in the order the server sent them.
+pub type ServerParams = Vec<(String, String)>;
 
 /// How long a pool refuses checkouts after a failed connect before trying again.
 const DOWN_BACKOFF: Duration = Duration::from_millis(500);
@@ -112,7 +116,7 @@ pub struct Pool {
     settings: PoolSettings,
     state: Mutex<State>,
     /// ParameterStatus values from the first login: what a client is told at its own login.
-    server_params: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    server_params: ArcSwapOption<ServerParams>,
     next_conn_id: AtomicU64,
     pub counters: PoolCounters,
 }
@@ -138,7 +142,7 @@ impl Pool {
             startup_params,
             settings,
             state: Mutex::new(State::default()),
-            server_params: Mutex::new(None),
+            server_params: ArcSwapOption::empty(),
             next_conn_id: AtomicU64::new(1),
             counters: PoolCounters::default(),
         })
@@ -155,11 +159,8 @@ impl Pool {
     }
 
     /// The server's ParameterStatus values from the first successful login, if any yet.
-    pub fn server_params(&self) -> Option<Arc<Vec<(String, String)>>> {
-        self.server_params
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub fn server_params(&self) -> Option<Arc<ServerParams>> {
+        self.server_params.load_full()
     }
 
     /// Waits for a server connection until `deadline`; see the module docs for the policy.
@@ -251,11 +252,9 @@ impl Pool {
         .await
         {
             Ok(login) => {
-                {
-                    let mut sp = self.server_params.lock().unwrap_or_else(|p| p.into_inner());
-                    if sp.is_none() {
-                        *sp = Some(Arc::new(login.params.clone()));
-                    }
+                if self.server_params.load().is_none() {
+                    self.server_params
+                        .store(Some(Arc::new(login.params.clone())));
                 }
                 self.lock().down = None;
                 let now = Instant::now();

@@ -213,9 +213,12 @@ mod tests {
         v
     }
 
+    /// (tag, body if the scanner kept it) for each message seen.
+    type Seen = Vec<(u8, Option<Vec<u8>>)>;
+
     /// Feeds `stream` in chunks of `chunk` bytes, as a socket would, and returns the tags seen
     /// and the total forwarded.
-    fn scan_chunked(stream: &[u8], chunk: usize) -> (Vec<(u8, Option<Vec<u8>>)>, usize) {
+    fn scan_chunked(stream: &[u8], chunk: usize) -> (Seen, usize) {
         let mut sc = StreamScanner::default();
         let mut pending: Vec<u8> = vec![];
         let mut seen = vec![];

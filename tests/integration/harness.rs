@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test module uses a different subset of the harness
 //! The integration harness: one real PostgreSQL primary with two streaming replicas (from
 //! `lagoon::devcluster`, started once per test process and reaped when it exits), and Lagoon
 //! proxies started in-process on port 0, one per test, each with its own config.
@@ -176,7 +177,10 @@ pub async fn start_proxy_with(config_text: &str) -> TestProxy {
     let config = lagoon::config::parse(config_text).unwrap_or_else(|p| {
         panic!(
             "test config invalid: {}",
-            p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         )
     });
     let proxy = Proxy::bind(config).await.expect("bind proxy");

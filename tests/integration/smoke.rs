@@ -6,7 +6,10 @@ use crate::harness::*;
 async fn select_through_the_proxy() {
     let proxy = start_proxy("size = 2", "").await;
     let client = proxy.connect().await;
-    let row = client.query_one("SELECT 1 + $1::int", &[&41i32]).await.unwrap();
+    let row = client
+        .query_one("SELECT 1 + $1::int", &[&41i32])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
     let msgs = client.simple_query("SELECT 1; SELECT 2").await.unwrap();
     let values: Vec<_> = msgs

@@ -219,12 +219,9 @@ fn unusable_passwords_are_auth_errors_naming_the_user() {
 
 #[test]
 fn unsupported_methods() {
-    for code in [2, 6, 7, 9, 42] {
+    for code in [2i32, 6, 7, 9, 42] {
         let mut login = Login::new("app", Some("pw"));
-        let r = login.on_message(
-            &msg(b'R', &(code as i32).to_be_bytes()),
-            &mut BytesMut::new(),
-        );
+        let r = login.on_message(&msg(b'R', &code.to_be_bytes()), &mut BytesMut::new());
         assert_eq!(r, Err(UpstreamError::UnsupportedAuth(code)));
     }
     let mut login = Login::new("app", Some("pw"));

@@ -62,6 +62,11 @@ pub fn warning(buf: &mut BytesMut, code: SqlState, message: &str) {
     );
 }
 
+/// AuthenticationOk (for trust logins; the SCRAM and md5 exchanges write their own).
+pub fn authentication_ok(buf: &mut BytesMut) {
+    put(buf, &pgwire::messages::startup::Authentication::Ok);
+}
+
 pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     put(
         buf,

@@ -1,0 +1,50 @@
+//! SCRAM verifiers derived from plaintext passwords, computed once per (user, password) and
+//! reused: deriving one costs 4096 HMAC rounds, which would otherwise be paid by every login
+//! (and dominate `pgbench -C`). A changed password (config reload) simply misses the cache.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::scram::ScramVerifier;
+
+#[derive(Default)]
+pub struct VerifierCache {
+    map: DashMap<String, (String, Arc<ScramVerifier>)>,
+}
+
+impl VerifierCache {
+    /// The verifier for `user` with plaintext `password`, salted as
+    /// [`ScramVerifier::for_plain_password`] does.
+    pub fn get(&self, user: &str, password: &str, mock_secret: &[u8; 32]) -> Arc<ScramVerifier> {
+        if let Some(e) = self.map.get(user) {
+            if e.0 == password {
+                return Arc::clone(&e.1);
+            }
+        }
+        let v = Arc::new(ScramVerifier::for_plain_password(
+            user,
+            password,
+            mock_secret,
+        ));
+        self.map
+            .insert(user.to_owned(), (password.to_owned(), Arc::clone(&v)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_password_hits_and_a_new_one_misses() {
+        let c = VerifierCache::default();
+        let s = [7u8; 32];
+        let a = c.get("u", "p1", &s);
+        assert!(Arc::ptr_eq(&a, &c.get("u", "p1", &s)));
+        let b = c.get("u", "p2", &s);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(*b, ScramVerifier::for_plain_password("u", "p2", &s));
+    }
+}
