@@ -65,6 +65,7 @@ impl Proxy {
     /// Serves until shutdown, then waits for every session to end.
     pub async fn run(self) {
         let shared = self.shared;
+        warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
         crate::net::listener::accept_loop(self.listener, Arc::clone(&shared)).await;
         shared.shutdown.tasks.close();
@@ -86,6 +87,20 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     proxy.run().await;
     signals.abort();
     Ok(())
+}
+
+/// With `min_idle` set, creates every (database, user) pool up front so maintenance opens its
+/// idle connections before the first client arrives.
+fn warm_pools(shared: &Shared) {
+    let config = shared.config.load();
+    if config.pool.min_idle == 0 {
+        return;
+    }
+    for db in &config.databases {
+        for user in &config.users {
+            shared.pools.get_or_create(&config, db, user).maintain();
+        }
+    }
 }
 
 /// pool::maintain for every pool, once a second: idle reaping, lifetime, min_idle warm-up.

@@ -67,11 +67,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             secret_key,
         }) => {
             if let Some(t) = shared.cancel.lookup(process_id, &secret_key) {
-                if let Err(e) =
-                    crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key)
-                        .await
-                {
-                    tracing::warn!(error = %e, "forwarding cancel request failed");
+                let send =
+                    crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key);
+                match tokio::time::timeout(login_timeout, send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "forwarding cancel request failed"),
+                    Err(_) => tracing::warn!("forwarding cancel request timed out"),
                 }
             }
             return;

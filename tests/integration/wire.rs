@@ -1,67 +1,109 @@
-//! Raw protocol helpers for tests that must see the exact bytes: hand-built startup-phase
-//! packets and a reader of server messages where every read is bounded by a timeout, so a
-//! proxy that hangs fails the test instead of hanging it.
+//! Helpers for the fault, cancel and shutdown tests: a raw protocol client (to send what no
+//! driver would), raw CancelRequests, tokio-postgres connections whose connection task the test
+//! can watch or kill, and superuser SQL that does not block the runtime.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
 
-/// How long any single read may take before the test fails.
+/// How long a raw read waits before the test gives up on the proxy.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Protocol 3.0 as sent in a StartupMessage.
-pub const PROTOCOL_3_0: i32 = 196_608;
-/// Protocol 3.2.
-pub const PROTOCOL_3_2: i32 = 196_610;
-pub const SSL_REQUEST: i32 = 80_877_103;
-pub const GSSENC_REQUEST: i32 = 80_877_104;
-
-/// A startup-phase packet: length, code, body.
-pub fn packet(code: i32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(&((body.len() + 8) as i32).to_be_bytes());
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(body);
-    out
+/// A tokio-postgres client whose connection task is kept: `conn` ends with the error that
+/// ended the connection (e.g. a FATAL the proxy sent between queries), and aborting it drops
+/// the socket at once, as a crashed client would.
+pub struct Tracked {
+    pub client: Client,
+    pub conn: JoinHandle<Result<(), tokio_postgres::Error>>,
 }
 
-/// A StartupMessage with protocol `version` and `params` (name, value) in order.
-pub fn startup_with_version(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
+impl Tracked {
+    /// Waits (bounded) for the connection to end and returns the SQLSTATE it ended with, if it
+    /// ended with a database error.
+    pub async fn ended_with(self, timeout: Duration) -> Option<String> {
+        let res = tokio::time::timeout(timeout, self.conn)
+            .await
+            .unwrap_or_else(|_| panic!("connection still open after {timeout:?}"))
+            .expect("connection task panicked");
+        res.err().as_ref().and_then(crate::harness::sqlstate)
     }
-    body.push(0);
-    packet(version, &body)
+
+    /// Kills the connection without a Terminate: the socket just closes.
+    pub fn crash(&self) {
+        self.conn.abort();
+    }
 }
 
-/// A protocol 3.0 StartupMessage.
-pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
-    startup_with_version(PROTOCOL_3_0, params)
+pub async fn connect_tracked(conninfo: &str) -> Tracked {
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conninfo} failed: {e}"));
+    Tracked {
+        client,
+        conn: tokio::spawn(conn),
+    }
 }
 
-/// A regular (typed) frontend message.
-pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 5);
-    out.push(tag);
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
+/// Superuser SQL on the primary, off the runtime threads (psql is a blocking child process).
+pub async fn admin(sql: &str) -> String {
+    let sql = sql.to_owned();
+    tokio::task::spawn_blocking(move || crate::harness::admin_sql(&sql))
+        .await
+        .expect("admin_sql panicked")
 }
 
-/// A simple Query message.
-pub fn query(sql: &str) -> Vec<u8> {
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    message(b'Q', &body)
+/// Is a backend running a query whose text contains `marker` (and is not this probe)?
+pub async fn marker_active(marker: &str) -> bool {
+    admin(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+         AND query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+    ))
+    .await
+        != "0"
 }
 
-/// One server message: its type byte and body (after the length).
+/// Waits until a backend runs a query containing `marker`.
+pub async fn wait_marker_active(marker: &str) {
+    let m = marker.to_owned();
+    crate::harness::eventually(
+        &format!("a backend running the query marked {marker}"),
+        Duration::from_secs(10),
+        || {
+            let m = m.clone();
+            async move { marker_active(&m).await }
+        },
+    )
+    .await;
+}
+
+/// Waits until no backend runs a query containing `marker`.
+pub async fn wait_marker_gone(marker: &str, timeout: Duration) {
+    let m = marker.to_owned();
+    crate::harness::eventually(
+        &format!("no backend running the query marked {marker}"),
+        timeout,
+        || {
+            let m = m.clone();
+            async move { !marker_active(&m).await }
+        },
+    )
+    .await;
+}
+
+/// pg_stat_activity.state of backend `pid` ("" when that backend is gone).
+pub async fn backend_state(pid: i32) -> String {
+    admin(&format!(
+        "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = {pid}"
+    ))
+    .await
+}
+
+/// One message as read: type byte and body.
 #[derive(Debug, Clone)]
 pub struct Msg {
     pub tag: u8,
@@ -69,243 +111,222 @@ pub struct Msg {
 }
 
 impl Msg {
-    /// The `Int32` at `offset` in the body.
-    pub fn i32_at(&self, offset: usize) -> i32 {
-        let b = &self.body[offset..offset + 4];
-        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    /// The SQLSTATE of an ErrorResponse / NoticeResponse.
+    pub fn sqlstate(&self) -> Option<String> {
+        field(&self.body, b'C')
     }
+}
 
-    /// NUL-terminated strings of the body, starting at `offset`.
-    pub fn cstrings(&self, offset: usize) -> Vec<String> {
-        self.body[offset..]
-            .split(|&b| b == 0)
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect()
+/// A field of an ErrorResponse/NoticeResponse body.
+pub fn field(body: &[u8], code: u8) -> Option<String> {
+    let mut rest = body;
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        if c == code {
+            return Some(String::from_utf8_lossy(&tail[..end]).into_owned());
+        }
+        rest = &tail[end + 1..];
     }
+    None
+}
 
-    /// (name, value) of a ParameterStatus.
-    pub fn parameter_status(&self) -> (String, String) {
-        assert_eq!(self.tag, b'S', "not a ParameterStatus: {self:?}");
-        let s = self.cstrings(0);
-        (s[0].clone(), s[1].clone())
-    }
+/// A protocol-level client on a plain socket.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    /// BackendKeyData the proxy gave this client.
+    pub pid: i32,
+    pub secret: i32,
+}
 
-    /// Fields of an ErrorResponse / NoticeResponse, by field code.
-    pub fn fields(&self) -> Vec<(u8, String)> {
-        let mut out = Vec::new();
-        let mut rest = &self.body[..];
-        while let Some((&code, tail)) = rest.split_first() {
-            if code == 0 {
-                break;
+impl Raw {
+    /// Opens a socket and logs in as a user the proxy trusts (no password exchange).
+    pub async fn login_trust(addr: SocketAddr, user: &str, db: &str) -> Raw {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        let _ = stream.set_nodelay(true);
+        let mut raw = Raw {
+            stream,
+            buf: BytesMut::new(),
+            pid: 0,
+            secret: 0,
+        };
+        raw.send(&startup(&[("user", user), ("database", db)]))
+            .await
+            .expect("send startup");
+        loop {
+            let m = raw
+                .read_msg()
+                .await
+                .expect("login: connection closed by the proxy");
+            match m.tag {
+                b'R' => assert_eq!(
+                    &m.body[..4],
+                    &[0, 0, 0, 0],
+                    "trust login must not ask for a password"
+                ),
+                b'K' => {
+                    raw.pid = i32::from_be_bytes(m.body[0..4].try_into().unwrap());
+                    raw.secret = i32::from_be_bytes(m.body[4..8].try_into().unwrap());
+                }
+                b'E' => panic!("login refused: {:?}", m.sqlstate()),
+                b'Z' => break,
+                _ => {}
             }
-            let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-            out.push((code, String::from_utf8_lossy(&tail[..end]).into_owned()));
-            rest = tail.get(end + 1..).unwrap_or_default();
+        }
+        assert_ne!(raw.pid, 0, "no BackendKeyData at login");
+        raw
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next whole message, or `None` when the peer closed the socket (or reset it).
+    /// Panics after [`READ_TIMEOUT`] without one.
+    pub async fn read_msg(&mut self) -> Option<Msg> {
+        tokio::time::timeout(READ_TIMEOUT, self.read_msg_inner())
+            .await
+            .expect("no message from the proxy in time")
+    }
+
+    /// Like [`Raw::read_msg`] but gives `Err(())` on timeout instead of panicking.
+    pub async fn try_read_msg(&mut self, timeout: Duration) -> Result<Option<Msg>, ()> {
+        tokio::time::timeout(timeout, self.read_msg_inner())
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn read_msg_inner(&mut self) -> Option<Msg> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = i32::from_be_bytes(self.buf[1..5].try_into().unwrap());
+                assert!(len >= 4, "the proxy sent a bad length {len}");
+                let total = len as usize + 1;
+                if self.buf.len() >= total {
+                    let tag = self.buf[0];
+                    self.buf.advance(5);
+                    let body = self.buf.split_to(total - 5).to_vec();
+                    return Some(Msg { tag, body });
+                }
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads messages up to and including the next ReadyForQuery; `None` in place of the
+    /// list means the connection closed first (the messages read before are dropped).
+    pub async fn read_until_ready(&mut self) -> Option<Vec<Msg>> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.read_msg().await?;
+            let done = m.tag == b'Z';
+            out.push(m);
+            if done {
+                return Some(out);
+            }
+        }
+    }
+
+    /// Reads every message until the proxy closes the connection.
+    pub async fn read_until_closed(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.read_msg().await {
+            out.push(m);
         }
         out
     }
 
-    /// One field of an ErrorResponse.
-    pub fn field(&self, code: u8) -> Option<String> {
-        self.fields()
-            .into_iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, v)| v)
-    }
-
-    /// SQLSTATE of an ErrorResponse.
-    pub fn sqlstate(&self) -> Option<String> {
-        self.field(b'C')
-    }
-}
-
-/// A raw client connection.
-pub struct Raw {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    pub async fn connect(addr: SocketAddr) -> Raw {
-        let stream = tokio::time::timeout(READ_TIMEOUT, TcpStream::connect(addr))
+    /// Simple-protocol query; returns the replies up to ReadyForQuery.
+    pub async fn simple(&mut self, sql: &str) -> Vec<Msg> {
+        self.send(&query(sql)).await.expect("send query");
+        self.read_until_ready()
             .await
-            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_nodelay(true).unwrap();
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Connects to 127.0.0.1:`port`.
-    pub async fn connect_port(port: u16) -> Raw {
-        Raw::connect(SocketAddr::from(([127, 0, 0, 1], port))).await
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to proxy");
-    }
-
-    /// Reads more bytes into the buffer; returns how many (0 = end of stream).
-    async fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 8192];
-        let n = tokio::time::timeout(READ_TIMEOUT, self.stream.read(&mut chunk))
-            .await
-            .unwrap_or_else(|_| panic!("no answer within {READ_TIMEOUT:?} (hang)"))
-            .unwrap_or(0); // a reset counts as closed
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    /// Reads exactly one byte (the answer to SSLRequest / GSSENCRequest).
-    pub async fn read_byte(&mut self) -> u8 {
-        while self.buf.is_empty() {
-            assert!(self.fill().await > 0, "connection closed, expected one byte");
-        }
-        self.buf.remove(0)
-    }
-
-    /// Reads one whole server message; `None` when the connection ends cleanly first.
-    pub async fn try_read_msg(&mut self) -> Option<Msg> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
-                assert!(
-                    (4..=1 << 24).contains(&len),
-                    "bad message length {len} from server (type {:?})",
-                    char::from(self.buf[0])
-                );
-                let total = 1 + len as usize;
-                if self.buf.len() >= total {
-                    let body = self.buf[5..total].to_vec();
-                    let tag = self.buf[0];
-                    self.buf.drain(..total);
-                    return Some(Msg { tag, body });
-                }
-            }
-            if self.fill().await == 0 {
-                assert!(
-                    self.buf.is_empty(),
-                    "connection closed mid-message: {:?}",
-                    self.buf
-                );
-                return None;
-            }
-        }
-    }
-
-    pub async fn read_msg(&mut self) -> Msg {
-        self.try_read_msg()
-            .await
-            .expect("connection closed, expected a message")
-    }
-
-    /// Reads messages up to and including the first one tagged `until` (or an ErrorResponse).
-    pub async fn read_until(&mut self, until: u8) -> Vec<Msg> {
-        let mut out = Vec::new();
-        loop {
-            let m = self.read_msg().await;
-            let stop = m.tag == until || m.tag == b'E';
-            out.push(m);
-            if stop {
-                return out;
-            }
-        }
-    }
-
-    /// Asserts the peer closes the connection (after any further messages, which are
-    /// returned), within the read timeout.
-    pub async fn expect_closed(&mut self) -> Vec<Msg> {
-        let mut rest = Vec::new();
-        while let Some(m) = self.try_read_msg().await {
-            rest.push(m);
-            assert!(rest.len() < 100, "connection not closed: {rest:?}");
-        }
-        rest
-    }
-
-    /// Reads the next message, which must be an ErrorResponse, then the end of the
-    /// connection; returns the error.
-    pub async fn expect_fatal(&mut self) -> Msg {
-        let m = self.read_msg().await;
-        assert_eq!(
-            m.tag,
-            b'E',
-            "expected an ErrorResponse, got {:?}: {:?}",
-            char::from(m.tag),
-            String::from_utf8_lossy(&m.body)
-        );
-        let rest = self.expect_closed().await;
-        assert!(rest.is_empty(), "messages after the error: {rest:?}");
-        m
-    }
-
-    /// Runs one simple query and returns the text of the first column of each row.
-    pub async fn simple_query(&mut self, sql: &str) -> Vec<Option<String>> {
-        self.send(&query(sql)).await;
-        let msgs = self.read_until(b'Z').await;
-        let mut rows = Vec::new();
-        for m in &msgs {
-            match m.tag {
-                b'E' => panic!("query {sql:?} failed: {:?}", m.fields()),
-                b'D' => {
-                    let len = m.i32_at(2);
-                    rows.push((len >= 0).then(|| {
-                        String::from_utf8_lossy(&m.body[6..6 + len as usize]).into_owned()
-                    }));
-                }
-                _ => {}
-            }
-        }
-        if msgs.last().map(|m| m.tag) != Some(b'Z') {
-            panic!("query {sql:?}: no ReadyForQuery: {msgs:?}");
-        }
-        rows
+            .unwrap_or_else(|| panic!("connection closed while running {sql}"))
     }
 }
 
-/// What a login (after the startup packet) produced, up to ReadyForQuery.
-#[derive(Debug)]
-pub struct Login {
-    /// Every message received, in order, up to and including ReadyForQuery.
-    pub msgs: Vec<Msg>,
+/// The first column of the first DataRow in `msgs`, as text.
+pub fn first_value(msgs: &[Msg]) -> Option<String> {
+    let d = msgs.iter().find(|m| m.tag == b'D')?;
+    let len = i32::from_be_bytes(d.body[2..6].try_into().unwrap());
+    if len < 0 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&d.body[6..6 + len as usize]).into_owned())
 }
 
-impl Login {
-    /// ParameterStatus pairs in the order received.
-    pub fn params(&self) -> Vec<(String, String)> {
-        self.msgs
-            .iter()
-            .filter(|m| m.tag == b'S')
-            .map(Msg::parameter_status)
-            .collect()
-    }
-
-    pub fn param(&self, name: &str) -> Option<String> {
-        self.params()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    }
-
-    /// The type bytes of the messages, as a string ("RSSSKZ").
-    pub fn tags(&self) -> String {
-        self.msgs.iter().map(|m| char::from(m.tag)).collect()
-    }
+/// The SQLSTATE of the first ErrorResponse in `msgs`.
+pub fn first_error(msgs: &[Msg]) -> Option<String> {
+    msgs.iter().find(|m| m.tag == b'E').and_then(Msg::sqlstate)
 }
 
-/// Sends `startup` on `raw` and reads up to ReadyForQuery, for a login that needs no password.
-/// Panics on an ErrorResponse or an authentication request other than AuthenticationOk.
-pub async fn login_no_password(raw: &mut Raw, startup: &[u8]) -> Login {
-    raw.send(startup).await;
-    let msgs = raw.read_until(b'Z').await;
-    for m in &msgs {
-        match m.tag {
-            b'E' => panic!("login failed: {:?}", m.fields()),
-            b'R' => assert_eq!(m.i32_at(0), 0, "asked for a password: {m:?}"),
-            _ => {}
-        }
+fn message(tag: u8, body: &[u8]) -> BytesMut {
+    let mut b = BytesMut::with_capacity(body.len() + 5);
+    b.put_u8(tag);
+    b.put_i32(body.len() as i32 + 4);
+    b.put_slice(body);
+    b
+}
+
+pub fn startup(params: &[(&str, &str)]) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i32(196_608);
+    for (k, v) in params {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
     }
-    Login { msgs }
+    body.put_u8(0);
+    let mut b = BytesMut::new();
+    b.put_i32(body.len() as i32 + 4);
+    b.put_slice(&body);
+    b
+}
+
+pub fn query(sql: &str) -> BytesMut {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    message(b'Q', &body)
+}
+
+/// Parse (unnamed, no parameter types) + Bind (unnamed, no parameters, text results) +
+/// Execute (all rows), without Sync.
+pub fn extended(sql: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut parse = vec![0u8];
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&message(b'P', &parse));
+    out.extend_from_slice(&message(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    out.extend_from_slice(&message(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+pub fn sync() -> BytesMut {
+    message(b'S', &[])
+}
+
+/// A CancelRequest sent straight to `addr`; returns once the proxy has closed the socket,
+/// i.e. has finished handling it (forwarding included).
+pub async fn raw_cancel(addr: SocketAddr, pid: i32, secret: i32) {
+    let mut s = TcpStream::connect(addr).await.expect("connect for cancel");
+    let mut b = BytesMut::new();
+    b.put_i32(16);
+    b.put_i32(80_877_102);
+    b.put_i32(pid);
+    b.put_i32(secret);
+    s.write_all(&b).await.expect("send cancel");
+    let mut sink = Vec::new();
+    tokio::time::timeout(READ_TIMEOUT, s.read_to_end(&mut sink))
+        .await
+        .expect("the proxy kept a cancel connection open")
+        .ok();
+    assert!(sink.is_empty(), "a CancelRequest gets no reply: {sink:?}");
 }

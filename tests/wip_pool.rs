@@ -1,0 +1,4 @@
+#[path = "integration/harness.rs"]
+mod harness;
+#[path = "integration/pool.rs"]
+mod pool;
