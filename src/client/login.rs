@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::params::SessionParams;
+use super::relay;
 use crate::app::Shared;
 use crate::auth::{self, AuthError, Method, Secret};
 use crate::config::{AuthType, Config, PoolMode};
@@ -38,6 +39,10 @@ pub enum LoginError {
     Options(String),
     #[error("{0}")]
     Pool(#[from] PoolError),
+    #[error("{0}")]
+    Setting(String),
+    #[error("server connection lost during login")]
+    ServerLost,
     #[error("connection error during login: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,7 +58,8 @@ impl ClientFacing for LoginError {
             }
             LoginError::Options(_) => sqlstate::PROTOCOL_VIOLATION,
             LoginError::Pool(e) => e.sqlstate(),
-            LoginError::Io(_) => sqlstate::CONNECTION_FAILURE,
+            LoginError::Setting(_) => sqlstate::INVALID_PARAMETER_VALUE,
+            LoginError::Io(_) | LoginError::ServerLost => sqlstate::CONNECTION_FAILURE,
         }
     }
     fn kind(&self) -> ErrorKind {
@@ -63,6 +69,8 @@ impl ClientFacing for LoginError {
             LoginError::UnknownDatabase(_) | LoginError::AdminUnavailable(_) => ErrorKind::Config,
             LoginError::Replication | LoginError::Options(_) => ErrorKind::Protocol,
             LoginError::Pool(e) => e.kind(),
+            LoginError::Setting(_) => ErrorKind::Config,
+            LoginError::ServerLost => ErrorKind::Server,
             LoginError::Io(_) => ErrorKind::Client,
         }
     }
@@ -195,20 +203,15 @@ pub async fn login(
     let pool = shared.pools.get_or_create(&config, db, user);
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 
-    let server_params = match pool.server_params() {
-        Some(p) => p,
-        None => {
-            // First client of this pool: log in once to learn what the server reports.
-            let deadline = Instant::now() + pool.settings().checkout_timeout;
-            let conn = pool.checkout(deadline).await?;
-            conn.release();
-            pool.server_params().unwrap_or_default()
-        }
-    };
     let params = SessionParams::from_startup(&msg.params, options);
+    let server_params = learn_server_view(&pool, &params).await?;
     for (name, value) in server_params.iter() {
-        let value = params.get(name).unwrap_or(value);
-        encode::parameter_status(&mut out, name, value);
+        let lower = name.to_ascii_lowercase();
+        let value = match params.get(&lower) {
+            Some(raw) => pool.normalized(&lower, raw).unwrap_or_else(|| raw.to_owned()),
+            None => value.clone(),
+        };
+        encode::parameter_status(&mut out, name, &value);
     }
     encode::backend_key_data(&mut out, key.0, key.1);
     encode::ready_for_query(&mut out, b'I');
@@ -220,4 +223,48 @@ pub async fn login(
         session_mode,
         config,
     })
+}
+
+/// The server's ParameterStatus values for this pool, after making sure the pool knows how the
+/// server spells each of this client's reported settings. The first client with a value the
+/// pool has not seen (and the first client of a pool) checks out a server and applies all its
+/// settings there: that validates them at login, as Postgres does (a bad value is a FATAL
+/// `22023` now, not at the first query), and `set_config`'s result gives their normalised
+/// spelling. Later clients with the same values log in without touching a server.
+async fn learn_server_view(
+    pool: &Arc<Pool>,
+    params: &SessionParams,
+) -> Result<Arc<crate::pool::pool::ServerParams>, LoginError> {
+    if let Some(sp) = pool.server_params() {
+        let known = params.desired().iter().all(|(k, v)| {
+            !sp.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) || pool.normalized(k, v).is_some()
+        });
+        if known {
+            return Ok(sp);
+        }
+    }
+    let deadline = Instant::now() + pool.settings().checkout_timeout;
+    let mut conn = pool.checkout(deadline).await?;
+    if let Some(sql) = params.full_sql(&conn.applied) {
+        match relay::replay_returning(&mut conn, &sql).await {
+            Ok(row) => {
+                for ((k, v), norm) in params.desired().iter().zip(row) {
+                    if let Some(norm) = norm {
+                        pool.learn_normalized(k, v, &norm);
+                    }
+                }
+                conn.applied = params.desired().to_vec();
+            }
+            Err(relay::ReplayError::Server(_, msg)) => {
+                conn.release();
+                return Err(LoginError::Setting(msg));
+            }
+            Err(relay::ReplayError::Broken) => {
+                conn.discard();
+                return Err(LoginError::ServerLost);
+            }
+        }
+    }
+    conn.release();
+    Ok(pool.server_params().unwrap_or_default())
 }

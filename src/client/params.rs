@@ -75,9 +75,20 @@ impl SessionParams {
     /// the configuration-file syntax does (so `search_path=a,b` means two schemas, as in
     /// `options`), and is quoted here as a literal: values are never spliced into SQL raw.
     pub fn diff_sql(&self, applied: &[(String, String)]) -> Option<String> {
+        self.sql(applied, false)
+    }
+
+    /// Like [`SessionParams::diff_sql`] but sets every desired setting, so the statement's one
+    /// row holds the server's spelling of each value, in `desired()` order (`set_config`
+    /// returns the new value as the server normalised it: `ISO` reads back `ISO, MDY`).
+    pub fn full_sql(&self, applied: &[(String, String)]) -> Option<String> {
+        self.sql(applied, true)
+    }
+
+    fn sql(&self, applied: &[(String, String)], all: bool) -> Option<String> {
         let mut sets = Vec::new();
         for (k, v) in &self.desired {
-            if applied.iter().any(|(ak, av)| ak == k && av == v) {
+            if !all && applied.iter().any(|(ak, av)| ak == k && av == v) {
                 continue;
             }
             sets.push(format!(
@@ -177,6 +188,15 @@ mod tests {
         assert_eq!(
             empty.diff_sql(&[p("x.y", "1")]).unwrap(),
             "RESET \"x\".\"y\""
+        );
+    }
+
+    #[test]
+    fn full_sets_everything_in_order() {
+        let s = SessionParams::from_startup(&[p("a", "1"), p("b", "2")], vec![]);
+        assert_eq!(
+            s.full_sql(&[p("a", "1")]).unwrap(),
+            "SELECT pg_catalog.set_config(E'a', E'1', false), pg_catalog.set_config(E'b', E'2', false)"
         );
     }
 

@@ -16,14 +16,22 @@ const OWN_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Debug)]
 pub enum ReplayError {
-    /// The server refused the settings; its message.
-    Server(String),
+    /// The server refused the settings: its SQLSTATE and message.
+    Server(String, String),
     /// The connection broke.
     Broken,
 }
 
 /// Runs `sql` (simple protocol) and swallows its replies up to ReadyForQuery.
 pub async fn replay(conn: &mut ServerConn, sql: &str) -> Result<(), ReplayError> {
+    replay_returning(conn, sql).await.map(drop)
+}
+
+/// Like [`replay`], and returns the text values of the first row the statement returned.
+pub async fn replay_returning(
+    conn: &mut ServerConn,
+    sql: &str,
+) -> Result<Vec<Option<String>>, ReplayError> {
     let mut out = BytesMut::new();
     encode::query(&mut out, sql);
     conn.stream
@@ -33,22 +41,35 @@ pub async fn replay(conn: &mut ServerConn, sql: &str) -> Result<(), ReplayError>
     let mut tracker = TxnTracker::default();
     tracker.client_message(b'Q');
     let mut error = None;
-    drain(conn, &mut tracker, |tag, body| {
-        if tag == b'E' && error.is_none() {
-            error = Some(
-                body.and_then(parse::error_fields)
-                    .and_then(|f| f.message)
-                    .unwrap_or("unknown error")
-                    .to_owned(),
-            );
+    let mut row = None;
+    drain(conn, &mut tracker, |tag, body| match (tag, body) {
+        (b'E', Some(body)) if error.is_none() => {
+            let f = parse::error_fields(body).unwrap_or_default();
+            error = Some((
+                f.code.unwrap_or("22023").to_owned(),
+                f.message.unwrap_or("unknown error").to_owned(),
+            ));
         }
+        (b'D', Some(body)) if row.is_none() => {
+            row = parse::data_row(body).map(|cols| {
+                cols.into_iter()
+                    .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect::<Vec<_>>()
+            });
+        }
+        _ => {}
     })
     .await
     .map_err(|_| ReplayError::Broken)?;
     match error {
-        Some(msg) => Err(ReplayError::Server(msg)),
-        None => Ok(()),
+        Some((code, msg)) => Err(ReplayError::Server(code, msg)),
+        None => Ok(row.unwrap_or_default()),
     }
+}
+
+/// On its own account the proxy also reads the rows (replays return one small row).
+fn own_needs_body(tag: u8) -> bool {
+    tag == b'D' || server_needs_body(tag)
 }
 
 /// Reads and discards server messages until the tracker owes nothing, reporting each message
@@ -66,7 +87,7 @@ where
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         let n = scanner
-            .scan(&conn.read_buf, OWN_MAX, server_needs_body, |tag, body| {
+            .scan(&conn.read_buf, OWN_MAX, own_needs_body, |tag, body| {
                 tracker.server_message(tag, body);
                 on(tag, body);
                 Flow::Continue

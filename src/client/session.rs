@@ -177,7 +177,7 @@ impl Session<'_> {
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
             match relay::replay(&mut conn, &sql).await {
                 Ok(()) => conn.applied = self.params.desired().to_vec(),
-                Err(relay::ReplayError::Server(msg)) => {
+                Err(relay::ReplayError::Server(_, msg)) => {
                     // The server is fine (it answered); the client's settings are not.
                     conn.release();
                     return Err(Exit::fatal(

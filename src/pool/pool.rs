@@ -6,7 +6,7 @@
 //! connect) instead of letting clients queue to the timeout. The state lock is a plain mutex that
 //! is never held across `.await`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -117,9 +117,16 @@ pub struct Pool {
     state: Mutex<State>,
     /// ParameterStatus values from the first login: what a client is told at its own login.
     server_params: ArcSwapOption<ServerParams>,
+    /// (lower-case setting, value as a client wrote it) -> the server's spelling of it, learnt
+    /// from `set_config`'s result, so logins report settings as a direct connection would.
+    normalized: Mutex<HashMap<(String, String), String>>,
     next_conn_id: AtomicU64,
     pub counters: PoolCounters,
 }
+
+/// Bound on the normalisation cache: distinct application_names could otherwise grow it
+/// without limit. When full it is cleared and relearnt.
+const MAX_NORMALIZED: usize = 4096;
 
 enum Plan {
     Got(ServerConn),
@@ -143,6 +150,7 @@ impl Pool {
             settings,
             state: Mutex::new(State::default()),
             server_params: ArcSwapOption::empty(),
+            normalized: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
             counters: PoolCounters::default(),
         })
@@ -161,6 +169,24 @@ impl Pool {
     /// The server's ParameterStatus values from the first successful login, if any yet.
     pub fn server_params(&self) -> Option<Arc<ServerParams>> {
         self.server_params.load_full()
+    }
+
+    /// The server's spelling of `value` for setting `name` (lower-case), if learnt.
+    pub fn normalized(&self, name: &str, value: &str) -> Option<String> {
+        let map = self.normalized.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(name.to_owned(), value.to_owned())).cloned()
+    }
+
+    /// Records the server's spelling of a setting value.
+    pub fn learn_normalized(&self, name: &str, value: &str, normalized: &str) {
+        let mut map = self.normalized.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_NORMALIZED {
+            map.clear();
+        }
+        map.insert(
+            (name.to_owned(), value.to_owned()),
+            normalized.to_owned(),
+        );
     }
 
     /// Waits for a server connection until `deadline`; see the module docs for the policy.

@@ -47,3 +47,11 @@ pub fn set_applied(applied: &mut Vec<(String, String)>, name: &str, value: &str)
         None => applied.push((name, value.to_owned())),
     }
 }
+
+impl Drop for ServerConn {
+    /// Says goodbye before closing, so the server logs a clean disconnect rather than an
+    /// unexpected EOF. Best effort and non-blocking: a full socket buffer just skips it.
+    fn drop(&mut self) {
+        let _ = self.stream.try_write(&[b'X', 0, 0, 0, 4]);
+    }
+}

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::harness::*;
-use crate::wire::*;
+use crate::login_wire::*;
 
 /// Server connections the proxy has opened, over all its pools.
 fn server_connects(proxy: &TestProxy) -> u64 {
@@ -59,7 +59,8 @@ async fn assert_login_works(proxy: &TestProxy, user: &str, password: Option<&str
 /// The first authentication request the proxy sends for `user`: (code, body after the code).
 async fn first_auth_request(proxy: &TestProxy, user: &str) -> (i32, Vec<u8>) {
     let mut raw = Raw::connect(proxy.addr).await;
-    raw.send(&startup(&[("user", user), ("database", DB)])).await;
+    raw.send(&startup(&[("user", user), ("database", DB)]))
+        .await;
     let m = raw.read_msg().await;
     assert_eq!(m.tag, b'R', "{user}: expected an auth request, got {m:?}");
     (m.i32_at(0), m.body[4..].to_vec())
@@ -194,7 +195,12 @@ async fn psql_with_pgpassword_logs_in() {
 }
 
 /// Connects and expects a refusal; returns (SQLSTATE, severity, message).
-async fn refused(proxy: &TestProxy, user: &str, password: &str, db: &str) -> (String, String, String) {
+async fn refused(
+    proxy: &TestProxy,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> (String, String, String) {
     let err = match proxy.try_connect(&proxy.conninfo(user, password, db)).await {
         Ok(_) => panic!("login as {user} to {db} with password {password:?} succeeded"),
         Err(e) => e,
@@ -228,7 +234,10 @@ async fn unknown_user_looks_exactly_like_a_wrong_password() {
     let ghost = "lagoon_no_such_user";
     let (ucode, usev, umsg) = refused(&proxy, ghost, "whatever", DB).await;
     assert_eq!(ucode, "28P01", "{umsg}");
-    assert_eq!((usev.as_str(), ucode.as_str()), (wsev.as_str(), wcode.as_str()));
+    assert_eq!(
+        (usev.as_str(), ucode.as_str()),
+        (wsev.as_str(), wcode.as_str())
+    );
     assert_eq!(
         umsg.replace(ghost, "<user>"),
         wmsg.replace(SCRAM_USER.0, "<user>"),
@@ -245,7 +254,8 @@ async fn unknown_user_looks_exactly_like_a_wrong_password() {
 /// (salt, iterations).
 async fn scram_server_first(proxy: &TestProxy, user: &str) -> (String, String) {
     let mut raw = Raw::connect(proxy.addr).await;
-    raw.send(&startup(&[("user", user), ("database", DB)])).await;
+    raw.send(&startup(&[("user", user), ("database", DB)]))
+        .await;
     let m = raw.read_msg().await;
     assert_eq!((m.tag, m.i32_at(0)), (b'R', 10), "{user}: SASL");
     let client_first = b"n,,n=,r=abcdefghijklmnopqrstuvwx";
@@ -254,7 +264,11 @@ async fn scram_server_first(proxy: &TestProxy, user: &str) -> (String, String) {
     body.extend_from_slice(client_first);
     raw.send(&message(b'p', &body)).await;
     let m = raw.read_msg().await;
-    assert_eq!((m.tag, m.i32_at(0)), (b'R', 11), "{user}: SASLContinue {m:?}");
+    assert_eq!(
+        (m.tag, m.i32_at(0)),
+        (b'R', 11),
+        "{user}: SASLContinue {m:?}"
+    );
     let text = String::from_utf8(m.body[4..].to_vec()).unwrap();
     let attr = |k: &str| {
         text.split(',')
@@ -309,7 +323,11 @@ async fn a_refused_login_leaves_the_proxy_serving() {
     refused(&proxy, SCRAM_USER.0, SCRAM_USER.1, "no_such_db").await;
     assert_no_server_connection(&proxy, "after three refusals");
     assert_login_works(&proxy, SCRAM_USER.0, Some(SCRAM_USER.1)).await;
-    assert_eq!(server_connects(&proxy), 1, "one server login for one client");
+    assert_eq!(
+        server_connects(&proxy),
+        1,
+        "one server login for one client"
+    );
 }
 
 fn verifier_config(verifier: &str, auth_type: &str) -> String {
@@ -375,7 +393,11 @@ fn assert_login_shape(login: &Login, who: &str) {
     assert_eq!(login.msgs[0].i32_at(0), 0, "{who}: AuthenticationOk");
     let k = &login.msgs[tags.len() - 2];
     assert_eq!(k.body.len(), 8, "{who}: BackendKeyData (pid, 4-byte key)");
-    assert_eq!(login.msgs.last().unwrap().body, b"I", "{who}: ReadyForQuery");
+    assert_eq!(
+        login.msgs.last().unwrap().body,
+        b"I",
+        "{who}: ReadyForQuery"
+    );
 }
 
 #[tokio::test]
@@ -397,6 +419,9 @@ async fn parameter_status_at_login_matches_a_direct_connection() {
     assert_login_shape(&direct, "direct");
     let mut direct_names: Vec<String> = direct.params().into_iter().map(|(k, _)| k).collect();
     direct_names.sort();
+    for name in SAME_VALUE {
+        assert!(direct.param(name).is_some(), "direct: no {name}");
+    }
     for round in 1..=2 {
         let (mut raw, via) = raw_login(proxy.addr.port(), &[]).await;
         let who = format!("proxy, login {round}");
@@ -451,4 +476,186 @@ async fn backend_key_data_is_unique_per_client() {
     let (_b, b) = raw_login(proxy.addr.port(), &[]).await;
     let key = |l: &Login| l.msgs.iter().find(|m| m.tag == b'K').unwrap().body.clone();
     assert_ne!(key(&a), key(&b), "two clients, two keys");
+}
+
+#[tokio::test]
+async fn parameter_status_reports_settings_as_the_server_normalises_them() {
+    // Postgres normalises what a client asks for at startup and reports the result; drivers
+    // read these (pgjdbc checks client_encoding is exactly "UTF8" and DateStyle starts with
+    // "ISO"). The proxy must report what the server would, not echo the request.
+    let c = cluster();
+    let proxy = start_proxy("", "").await;
+    let given = [
+        ("client_encoding", "utf8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "utc"),
+        ("IntervalStyle", "SQL_STANDARD"),
+    ];
+    let (_d, direct) = raw_login(c.primary.port, &given).await;
+    assert_eq!(direct.param("client_encoding").as_deref(), Some("UTF8"));
+    assert_eq!(direct.param("DateStyle").as_deref(), Some("ISO, MDY"));
+    let (mut raw, via) = raw_login(proxy.addr.port(), &given).await;
+    let mut wrong = Vec::new();
+    for (name, _) in given {
+        if via.param(name) != direct.param(name) {
+            wrong.push(format!(
+                "{name}: proxy {:?}, Postgres {:?}",
+                via.param(name),
+                direct.param(name)
+            ));
+        }
+    }
+    // Nor is it corrected later: the first query brings no ParameterStatus either.
+    raw.send(&query("SELECT 1")).await;
+    let later: Vec<_> = raw
+        .read_until(b'Z')
+        .await
+        .iter()
+        .filter(|m| m.tag == b'S')
+        .map(Msg::parameter_status)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{wrong:?}; reported after the first query: {later:?}"
+    );
+}
+
+#[tokio::test]
+async fn user_with_an_md5_hash_and_server_password_logs_in() {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(format!("{}{}", MD5_USER.1, MD5_USER.0).as_bytes());
+    let hash: String = std::iter::once("md5".to_owned())
+        .chain(digest.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let c = cluster();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[users]]
+name = "{mu}"
+password = "{hash}"
+server_password = "{mp}"
+auth_type = "md5"
+
+[[databases]]
+name = "{DB}"
+primary = "{url}"
+"#,
+        mu = MD5_USER.0,
+        mp = MD5_USER.1,
+        url = c.url(&c.primary, DB),
+    );
+    let proxy = start_proxy_with(&config).await;
+    assert_eq!(first_auth_request(&proxy, MD5_USER.0).await.0, 5, "md5");
+    assert_login_works(&proxy, MD5_USER.0, Some(MD5_USER.1)).await;
+    let (code, _, msg) = refused(&proxy, MD5_USER.0, "wrong", DB).await;
+    assert_eq!(code, "28P01", "{msg}");
+}
+
+#[tokio::test]
+async fn database_defaults_to_the_user_name() {
+    // As in Postgres: no `database` means the database named like the user, which is not
+    // configured here.
+    let proxy = start_proxy("", "").await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(&startup(&[("user", TRUST_USER.0)])).await;
+    let msgs = raw.read_until(b'E').await;
+    let e = msgs.last().unwrap();
+    assert_eq!(e.tag, b'E', "{msgs:?}");
+    assert_eq!(e.sqlstate().as_deref(), Some("3D000"), "{:?}", e.fields());
+    assert!(
+        e.field(b'M').unwrap_or_default().contains(TRUST_USER.0),
+        "{:?}",
+        e.fields()
+    );
+    assert!(raw.expect_closed().await.is_empty());
+    assert_no_server_connection(&proxy, "database from the user name");
+}
+
+/// Starts a login as `user` (which must be asked for `method`), then sends `bad` instead of a
+/// proper answer: the proxy must answer FATAL `code` and close, never hang or let it in.
+async fn assert_bad_auth_answer(
+    proxy: &TestProxy,
+    user: &str,
+    method: i32,
+    what: &str,
+    bad: &[u8],
+    code: &str,
+) {
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(&startup(&[("user", user), ("database", DB)]))
+        .await;
+    let m = raw.read_msg().await;
+    assert_eq!((m.tag, m.i32_at(0)), (b'R', method), "{what}: auth request");
+    raw.send(bad).await;
+    let e = raw.expect_fatal().await;
+    assert_eq!(
+        e.sqlstate().as_deref(),
+        Some(code),
+        "{what}: {:?}",
+        e.fields()
+    );
+}
+
+fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = mechanism.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&(data.len() as i32).to_be_bytes());
+    body.extend_from_slice(data);
+    message(b'p', &body)
+}
+
+#[tokio::test]
+async fn malformed_authentication_answers_get_08p01_and_close() {
+    let proxy = start_proxy("", "").await;
+    let scram = SCRAM_USER.0;
+    let cases: Vec<(&str, &str, i32, Vec<u8>)> = vec![
+        (
+            "a query instead of a password",
+            scram,
+            10,
+            query("SELECT 1"),
+        ),
+        (
+            "an unoffered SASL mechanism",
+            scram,
+            10,
+            sasl_initial("SCRAM-SHA-1", b"n,,n=,r=abc"),
+        ),
+        (
+            "garbage SCRAM client-first",
+            scram,
+            10,
+            sasl_initial("SCRAM-SHA-256", b"garbage"),
+        ),
+        (
+            "channel binding asked without TLS",
+            scram,
+            10,
+            sasl_initial("SCRAM-SHA-256", b"p=tls-server-end-point,,n=,r=abc"),
+        ),
+        ("SASL data length not matching", scram, 10, {
+            let mut m = sasl_initial("SCRAM-SHA-256", b"n,,n=,r=abc");
+            let n = m.len();
+            m[n - 12..n - 11].copy_from_slice(&[0xff]);
+            m
+        }),
+        (
+            "md5 password with bytes after the terminator",
+            MD5_USER.0,
+            5,
+            message(b'p', b"md5abc\0junk\0"),
+        ),
+        ("an auth message over the size limit", scram, 10, {
+            let mut m = vec![b'p'];
+            m.extend_from_slice(&1_000_000i32.to_be_bytes());
+            m
+        }),
+    ];
+    for (what, user, method, bad) in cases {
+        assert_bad_auth_answer(&proxy, user, method, what, &bad, "08P01").await;
+    }
+    assert_no_server_connection(&proxy, "malformed authentication");
 }

@@ -53,7 +53,11 @@ impl Drop for TempConfig {
 
 #[tokio::test]
 async fn check_accepts_the_shipped_config() {
-    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lagoon.toml").exists());
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/lagoon.toml")
+            .exists()
+    );
     let out = lagoon(&["check", "--config", "config/lagoon.toml"]).await;
     assert!(out.status.success(), "lagoon check failed:\n{}", text(&out));
     // `--config` also works before the subcommand.
@@ -95,7 +99,10 @@ primary = "postgres://127.0.0.1:5432/appdb"
     let file = TempConfig::new("problems", contents);
     let out = lagoon(&["check", "--config", file.path()]).await;
     let all = text(&out);
-    assert!(!out.status.success(), "check passed a broken config:\n{all}");
+    assert!(
+        !out.status.success(),
+        "check passed a broken config:\n{all}"
+    );
 
     // The unknown key, with its line.
     let unknown_line = line_of(contents, "max_client_con");
@@ -156,7 +163,11 @@ bogus = 1
 async fn check_fails_on_a_missing_file_and_a_syntax_error() {
     let out = lagoon(&["check", "--config", "/nonexistent/lagoon-test.toml"]).await;
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("/nonexistent/lagoon-test.toml"), "{}", text(&out));
+    assert!(
+        text(&out).contains("/nonexistent/lagoon-test.toml"),
+        "{}",
+        text(&out)
+    );
 
     let file = TempConfig::new("syntax", "[server\nlisten = 1\n");
     let out = lagoon(&["check", "--config", file.path()]).await;
@@ -170,7 +181,10 @@ async fn help_mentions_check_and_demo() {
     assert!(out.status.success(), "{}", text(&out));
     let help = String::from_utf8_lossy(&out.stdout);
     for word in ["check", "demo", "--config"] {
-        assert!(help.contains(word), "--help does not mention {word}:\n{help}");
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
     }
     // Each subcommand has its own help.
     for sub in ["check", "demo"] {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
-use crate::wire::*;
+use crate::login_wire::*;
 
 fn trust_startup() -> Vec<u8> {
     startup(&[("user", TRUST_USER.0), ("database", DB)])
@@ -20,7 +20,11 @@ async fn assert_logs_in_and_queries(raw: &mut Raw, startup: &[u8]) -> Login {
         tags.starts_with('R') && tags.ends_with('Z'),
         "login messages: {tags}"
     );
-    assert_eq!(login.msgs.last().unwrap().body, b"I", "ReadyForQuery status");
+    assert_eq!(
+        login.msgs.last().unwrap().body,
+        b"I",
+        "ReadyForQuery status"
+    );
     assert_eq!(
         raw.simple_query("SELECT current_user").await,
         [Some(TRUST_USER.0.to_owned())]
@@ -82,7 +86,11 @@ async fn protocol_3_2_with_pq_option_gets_negotiate_protocol_version_then_logs_i
     let mut raw = Raw::connect(proxy.addr).await;
     raw.send(&startup_with_version(
         PROTOCOL_3_2,
-        &[("user", TRUST_USER.0), ("database", DB), ("_pq_.foo", "bar")],
+        &[
+            ("user", TRUST_USER.0),
+            ("database", DB),
+            ("_pq_.foo", "bar"),
+        ],
     ))
     .await;
     let first = raw.read_msg().await;
@@ -90,6 +98,20 @@ async fn protocol_3_2_with_pq_option_gets_negotiate_protocol_version_then_logs_i
     // Carry on in 3.0: the version offered back is 3.0 (Postgres sends the full number).
     assert_eq!(version, PROTOCOL_3_0, "offered protocol version");
     assert_eq!(names, ["_pq_.foo"]);
+    // Byte for byte what Postgres itself answers to the same request.
+    let mut direct = Raw::connect_port(cluster().primary.port).await;
+    direct
+        .send(&startup_with_version(
+            PROTOCOL_3_2,
+            &[
+                ("user", TRUST_USER.0),
+                ("database", DB),
+                ("_pq_.foo", "bar"),
+            ],
+        ))
+        .await;
+    let d = direct.read_msg().await;
+    assert_eq!((d.tag, &d.body), (first.tag, &first.body), "vs Postgres");
     // Then the normal login, in 3.0.
     let rest = raw.read_until(b'Z').await;
     let tags: String = rest.iter().map(|m| char::from(m.tag)).collect();
@@ -115,7 +137,10 @@ async fn protocol_3_0_with_pq_option_and_3_2_alone_negotiate_too() {
     ]))
     .await;
     let (version, names) = negotiate(&raw.read_msg().await);
-    assert_eq!((version, names), (PROTOCOL_3_0, vec!["_pq_.bar".to_owned()]));
+    assert_eq!(
+        (version, names),
+        (PROTOCOL_3_0, vec!["_pq_.bar".to_owned()])
+    );
     assert_eq!(raw.read_until(b'Z').await.last().unwrap().tag, b'Z');
 
     // 3.2 with no extension: offered 3.0, nothing listed.
@@ -179,7 +204,10 @@ async fn protocol_2_is_refused_with_08p01_and_closed() {
 async fn garbage_startup_bytes_get_08p01_and_close() {
     let proxy = start_proxy("", "").await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("an HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
         ("length below 8", vec![0, 0, 0, 4, 0, 3, 0, 0]),
         ("negative length", vec![0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0]),
         (
@@ -261,8 +289,7 @@ async fn bytes_pipelined_after_ssl_request_get_08p01() {
     raw.send(&bytes).await;
     let first = raw.read_msg().await;
     assert_eq!(
-        first.tag,
-        b'E',
+        first.tag, b'E',
         "expected an ErrorResponse, not a login: {first:?}"
     );
     assert_eq!(first.sqlstate().as_deref(), Some("08P01"));
@@ -422,5 +449,105 @@ async fn startup_settings_sent_as_parameters_reach_the_session() {
     assert_eq!(
         raw.simple_query("SHOW DateStyle").await,
         [Some("German, DMY".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn one_clients_startup_settings_do_not_leak_to_the_next() {
+    // One server connection, two clients in turn: the second must see defaults, not the
+    // first client's startup settings.
+    let proxy = start_proxy("size = 1", "").await;
+    let mut a = Raw::connect(proxy.addr).await;
+    login_no_password(
+        &mut a,
+        &startup(&[
+            ("user", TRUST_USER.0),
+            ("database", DB),
+            ("application_name", "client_a"),
+            ("options", "-c search_path=pg_catalog -c work_mem=1234kB"),
+        ]),
+    )
+    .await;
+    let a_pid = a.simple_query("SELECT pg_backend_pid()").await;
+    assert_eq!(
+        a.simple_query("SHOW application_name").await,
+        [Some("client_a".to_owned())]
+    );
+    let mut b = Raw::connect(proxy.addr).await;
+    login_no_password(&mut b, &trust_startup()).await;
+    assert_eq!(
+        b.simple_query("SELECT pg_backend_pid()").await,
+        a_pid,
+        "same server connection (pool size 1)"
+    );
+    let c = cluster();
+    let mut direct = Raw::connect_port(c.primary.port).await;
+    login_no_password(&mut direct, &trust_startup()).await;
+    for name in ["application_name", "search_path", "work_mem"] {
+        let sql = format!("SHOW {name}");
+        assert_eq!(
+            b.simple_query(&sql).await,
+            direct.simple_query(&sql).await,
+            "{sql}"
+        );
+    }
+    // And the first client still has its own.
+    assert_eq!(
+        a.simple_query("SHOW work_mem").await,
+        [Some("1234kB".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn client_stalling_mid_authentication_is_disconnected() {
+    let proxy = start_proxy("", "client_login_timeout_ms = 300").await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(&startup(&[("user", SCRAM_USER.0), ("database", DB)]))
+        .await;
+    let m = raw.read_msg().await;
+    assert_eq!((m.tag, m.i32_at(0)), (b'R', 10), "SASL request");
+    // Say nothing more: the proxy must give up (an error, then the close).
+    let rest = raw.expect_closed().await;
+    assert!(rest.iter().all(|m| m.tag == b'E'), "{rest:?}");
+}
+
+#[tokio::test]
+async fn invalid_startup_setting_is_reported_with_22023() {
+    // Postgres refuses such a login at once (FATAL 22023). The proxy may only learn at the
+    // first transaction, when it applies the settings on a server: then the client must get
+    // the same SQLSTATE naming the parameter, and the server must stay clean for others.
+    let proxy = start_proxy("size = 1", "").await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(&startup(&[
+        ("user", TRUST_USER.0),
+        ("database", DB),
+        ("DateStyle", "bogus"),
+    ]))
+    .await;
+    let mut msgs = raw.read_until(b'Z').await;
+    if msgs.last().unwrap().tag == b'Z' {
+        raw.send(&query("SELECT 1")).await;
+        msgs = raw.read_until(b'Z').await;
+    }
+    let e = msgs.last().unwrap();
+    assert_eq!(e.tag, b'E', "{msgs:?}");
+    assert_eq!(e.sqlstate().as_deref(), Some("22023"), "{:?}", e.fields());
+    assert_eq!(e.field(b'S').as_deref(), Some("FATAL"));
+    assert!(
+        e.field(b'M').unwrap_or_default().contains("DateStyle"),
+        "{:?}",
+        e.fields()
+    );
+    assert!(raw.expect_closed().await.is_empty());
+
+    // The one server connection serves the next client, with default settings.
+    let c = cluster();
+    let mut direct = Raw::connect_port(c.primary.port).await;
+    login_no_password(&mut direct, &trust_startup()).await;
+    let mut next = Raw::connect(proxy.addr).await;
+    login_no_password(&mut next, &trust_startup()).await;
+    assert_eq!(
+        next.simple_query("SHOW DateStyle").await,
+        direct.simple_query("SHOW DateStyle").await
     );
 }

@@ -46,6 +46,29 @@ pub fn parameter_status(body: &[u8]) -> Option<(&str, &str)> {
     ))
 }
 
+/// The column values of a DataRow body (None for SQL NULL).
+pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let (count, mut rest) = body.split_first_chunk::<2>()?;
+    let count = i16::from_be_bytes(*count);
+    let mut out = Vec::with_capacity(usize::try_from(count).ok()?);
+    for _ in 0..count {
+        let (len, r) = rest.split_first_chunk::<4>()?;
+        let len = i32::from_be_bytes(*len);
+        if len < 0 {
+            out.push(None);
+            rest = r;
+        } else {
+            let len = usize::try_from(len).ok()?;
+            if r.len() < len {
+                return None;
+            }
+            out.push(Some(&r[..len]));
+            rest = &r[len..];
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +79,11 @@ mod tests {
         assert_eq!(error_fields(b"Cabc"), None);
         assert_eq!(parameter_status(b"name"), None);
         assert_eq!(parameter_status(b"a\0b\0"), Some(("a", "b")));
+        assert_eq!(data_row(b"\0"), None);
+        assert_eq!(data_row(b"\0\x01\0\0\0\x05ab"), None);
+        assert_eq!(
+            data_row(b"\0\x02\0\0\0\x02ab\xff\xff\xff\xff"),
+            Some(vec![Some(&b"ab"[..]), None])
+        );
     }
 }
