@@ -27,15 +27,17 @@ pub struct SessionParams {
 impl SessionParams {
     /// From a StartupMessage's parameters and the settings parsed out of its `options`.
     pub fn from_startup(params: &[(String, String)], options: Vec<(String, String)>) -> Self {
+        // Postgres applies `options` first and the explicit parameters after, so a parameter
+        // wins over the same setting in `options`.
         let mut me = SessionParams::default();
+        for (k, v) in options {
+            me.set(&k, &v);
+        }
         for (k, v) in params {
             if NOT_SETTINGS.contains(&k.as_str()) || k.starts_with("_pq_.") {
                 continue;
             }
             me.set(k, v);
-        }
-        for (k, v) in options {
-            me.set(&k, &v);
         }
         me
     }
@@ -168,11 +170,16 @@ mod tests {
         assert_eq!(
             s.desired(),
             &[
+                p("search_path", "a,b"),
                 p("application_name", "psql"),
                 p("datestyle", "ISO"),
-                p("search_path", "a,b")
             ]
         );
+        let both = SessionParams::from_startup(
+            &[p("application_name", "param")],
+            vec![p("application_name", "option")],
+        );
+        assert_eq!(both.get("application_name"), Some("param"));
     }
 
     #[test]

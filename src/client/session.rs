@@ -211,15 +211,15 @@ impl Session<'_> {
         if !self.cscan.at_boundary() {
             return Err(Exit::Fatal(err.sqlstate(), err.client_message()));
         }
+        // Each request (Query, or batch up to Sync) gets its own error, as the server would
+        // have answered each; a lone Flush gets just the error.
         let mut out = BytesMut::new();
-        encode::error(
-            &mut out,
-            Severity::Error,
-            err.sqlstate(),
-            &err.client_message(),
-        );
-        for _ in 0..self.tracker.owed() {
-            encode::ready_for_query(&mut out, b'I');
+        let msg = err.client_message();
+        for _ in 0..self.tracker.owed().max(1) {
+            encode::error(&mut out, Severity::Error, err.sqlstate(), &msg);
+            if self.tracker.owed() > 0 {
+                encode::ready_for_query(&mut out, b'I');
+            }
         }
         self.cbuf.advance(self.scanned);
         self.scanned = 0;

@@ -92,6 +92,8 @@ struct State {
     idle: Vec<ServerConn>,
     /// Idle + lent + being connected.
     total: usize,
+    /// Connects in progress (counted in `total`, not yet idle or lent).
+    connecting: usize,
     waiters: VecDeque<Waiter>,
     next_waiter: u64,
     down: Option<Down>,
@@ -218,6 +220,7 @@ impl Pool {
                     }
                     if st.total < self.settings.size && st.waiters.is_empty() {
                         st.total += 1;
+                        st.connecting += 1;
                         Plan::Connect
                     } else {
                         let (tx, rx) = oneshot::channel();
@@ -231,7 +234,22 @@ impl Pool {
         };
         let conn = match plan {
             Plan::Got(conn) => conn,
-            Plan::Connect => self.connect_counted().await?,
+            Plan::Connect => {
+                // Connect in a task of its own: if this checkout is cancelled (client gone,
+                // login timeout), the connection still lands in the pool and the slot is
+                // never lost.
+                let (tx, rx) = oneshot::channel();
+                let pool = Arc::clone(self);
+                tokio::spawn(async move {
+                    if let Err(Ok(conn)) = tx.send(pool.connect_counted().await) {
+                        pool.checkin(conn);
+                    }
+                });
+                match rx.await {
+                    Ok(res) => res?,
+                    Err(_) => return Err(PoolError::Closed(self.database.clone())),
+                }
+            }
             Plan::Wait(id, mut rx) => match tokio::time::timeout_at(deadline.into(), &mut rx).await
             {
                 Ok(Ok(res)) => res?,
@@ -270,13 +288,14 @@ impl Pool {
     /// and marks the pool down.
     async fn connect_counted(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
-        match connect::login(
+        let result = connect::login(
             &self.target,
             &self.startup_params,
             self.settings.connect_timeout,
         )
-        .await
-        {
+        .await;
+        self.lock().connecting -= 1;
+        match result {
             Ok(login) => {
                 if self.server_params.load().is_none() {
                     self.server_params
@@ -355,6 +374,7 @@ impl Pool {
             let replace = !st.closed && !st.waiters.is_empty() && st.total < self.settings.size;
             if replace {
                 st.total += 1;
+                st.connecting += 1;
             }
             replace
         };
@@ -404,10 +424,11 @@ impl Pool {
             let to_open = if down {
                 0
             } else {
-                want.saturating_sub(st.idle.len())
+                want.saturating_sub(st.idle.len() + st.connecting)
                     .min(self.settings.size - st.total.min(self.settings.size))
             };
             st.total += to_open;
+            st.connecting += to_open;
             (expired, to_open)
         };
         drop(expired);

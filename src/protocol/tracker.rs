@@ -88,9 +88,11 @@ pub fn server_needs_body(tag: u8) -> bool {
     matches!(tag, b'Z' | b'E' | b'S' | b'K')
 }
 
-/// Client messages whose body the proxy reads (none yet: the tag is enough to track state).
-pub fn client_needs_body(_tag: u8) -> bool {
-    false
+/// Client messages that must be complete before they count. A Query or FunctionCall asks for a
+/// server; counting it at its header would check one out while the rest of the message still
+/// trickles in from a slow client, holding the server hostage.
+pub fn client_needs_body(tag: u8) -> bool {
+    matches!(tag, b'Q' | b'F')
 }
 
 /// Transaction status from ReadyForQuery.
@@ -104,6 +106,9 @@ pub struct TxnTracker {
     unsynced: bool,
     copy_in: bool,
     flush: bool,
+    /// Syncs counted since the last Execute: if that Execute turns out to start a COPY FROM
+    /// STDIN, the server ignores them (drivers send Sync before they see CopyInResponse).
+    syncs_since_execute: u32,
 }
 
 impl Default for TxnTracker {
@@ -114,6 +119,7 @@ impl Default for TxnTracker {
             unsynced: false,
             copy_in: false,
             flush: false,
+            syncs_since_execute: 0,
         }
     }
 }
@@ -134,13 +140,21 @@ impl TxnTracker {
             b'X' => return ClientEvent::Terminate,
             // During COPY FROM STDIN the server ignores Sync and Flush: they owe nothing.
             b'S' | b'H' if self.copy_in => {}
-            b'Q' | b'F' => self.owed += 1,
+            b'Q' | b'F' => {
+                self.owed += 1;
+                self.syncs_since_execute = 0;
+            }
             b'S' => {
                 self.owed += 1;
                 self.unsynced = false;
+                self.syncs_since_execute += 1;
             }
             b'H' => self.flush = true,
-            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            b'E' => {
+                self.unsynced = true;
+                self.syncs_since_execute = 0;
+            }
+            b'P' | b'B' | b'D' | b'C' => self.unsynced = true,
             b'c' | b'f' => self.copy_in = false,
             _ => {}
         }
@@ -157,7 +171,12 @@ impl TxnTracker {
                     self.status = s;
                 }
             }
-            b'G' => self.copy_in = true,
+            b'G' => {
+                self.copy_in = true;
+                // Syncs already sent after the COPY's Execute are skipped by the server.
+                self.owed = self.owed.saturating_sub(self.syncs_since_execute);
+                self.syncs_since_execute = 0;
+            }
             _ => {}
         }
     }
@@ -303,6 +322,23 @@ mod tests {
     }
 
     #[test]
+    fn extended_copy_in_forgives_the_early_sync() {
+        let mut t = TxnTracker::default();
+        for tag in [b'B', b'E', b'S'] {
+            t.client_message(tag);
+        }
+        t.server_message(b'2', None);
+        t.server_message(b'G', None);
+        t.client_message(b'd');
+        t.client_message(b'c');
+        t.client_message(b'S');
+        assert_eq!(t.owed(), 1);
+        t.server_message(b'C', None);
+        t.server_message(b'Z', Some(b"I"));
+        assert!(t.releasable());
+    }
+
+    #[test]
     fn copy_in_ignores_sync_and_ends_with_ready() {
         let mut t = TxnTracker::default();
         t.client_message(b'Q');
@@ -314,5 +350,158 @@ mod tests {
         t.server_message(b'Z', Some(b"I"));
         assert!(t.releasable());
         assert_eq!(t.client_message(b'X'), ClientEvent::Terminate);
+    }
+}
+/// Deterministic "no panic on random input" checks, the CI-sized cousin of `fuzz/` target
+/// `scanner`: random streams read in random chunks must give the same events as one read.
+#[cfg(test)]
+mod random_input_tests {
+    use super::*;
+
+    /// xorshift64: small, deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Server and client tags the tracker cares about, plus bytes it does not know.
+    const TAGS: &[u8] = b"ZESKGCDT123dcfQFSHPBXxy\0";
+
+    fn stream(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..rng.below(10) {
+            let tag = TAGS[rng.below(TAGS.len())];
+            let body = if tag == b'Z' && rng.below(4) != 0 {
+                vec![b"ITE?"[rng.below(4)]]
+            } else {
+                let n = rng.below(if rng.below(8) == 0 { 200 } else { 12 });
+                (0..n).map(|_| rng.next() as u8).collect()
+            };
+            v.push(tag);
+            let mut len = body.len() as i32 + 4;
+            if rng.below(40) == 0 {
+                len = [-1, 3, 40_000, rng.next() as i32][rng.below(4)];
+            }
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&body);
+        }
+        if rng.below(3) == 0 {
+            v.truncate(rng.below(v.len() + 1));
+        }
+        v
+    }
+
+    type Events = Vec<(u8, Option<Vec<u8>>)>;
+
+    /// Feeds `stream` in reads of the given sizes (cycled; empty = all at once), as the server
+    /// side (`server` = true) or the client side, stopping before Terminate like the session.
+    /// Returns the events, the bytes forwarded (`None` when refused), whether the scanner ended
+    /// at a boundary, and the tracker.
+    fn run(
+        stream: &[u8],
+        sizes: &[usize],
+        server: bool,
+    ) -> (Events, Option<usize>, bool, TxnTracker) {
+        let mut sc = StreamScanner::default();
+        let mut t = TxnTracker::default();
+        let mut events = Vec::new();
+        let mut pending = Vec::new();
+        let (mut fed, mut forwarded, mut i) = (0, 0, 0);
+        let mut stopped = false;
+        while fed < stream.len() && !stopped {
+            let n = sizes
+                .get(i % sizes.len().max(1))
+                .copied()
+                .unwrap_or(stream.len());
+            i += 1;
+            let end = (fed + n).min(stream.len());
+            pending.extend_from_slice(&stream[fed..end]);
+            fed = end;
+            let r = if server {
+                sc.scan(&pending, 1024, server_needs_body, |tag, body| {
+                    events.push((tag, body.map(<[u8]>::to_vec)));
+                    t.server_message(tag, body);
+                    Flow::Continue
+                })
+            } else {
+                sc.scan(&pending, 1024, client_needs_body, |tag, body| {
+                    events.push((tag, body.map(<[u8]>::to_vec)));
+                    match t.client_message(tag) {
+                        ClientEvent::Forward => Flow::Continue,
+                        ClientEvent::Terminate => {
+                            stopped = true;
+                            Flow::StopBefore
+                        }
+                    }
+                })
+            };
+            match r {
+                Ok(n) => {
+                    assert!(n <= pending.len());
+                    forwarded += n;
+                    pending.drain(..n);
+                }
+                Err(_) => return (events, None, sc.at_boundary(), t),
+            }
+        }
+        assert!(forwarded <= stream.len());
+        if !stopped {
+            assert_eq!(forwarded + pending.len(), stream.len());
+        }
+        (events, Some(forwarded), sc.at_boundary(), t)
+    }
+
+    fn state(t: &TxnTracker) -> (u32, u8, bool, bool, bool, bool, bool) {
+        (
+            t.owed(),
+            t.status(),
+            t.unsynced(),
+            t.copy_in(),
+            t.releasable(),
+            t.wants_server(),
+            t.idle_in_transaction(),
+        )
+    }
+
+    #[test]
+    fn random_streams_scan_the_same_in_any_chunks() {
+        let mut rng = Rng(0xBF58_476D_1CE4_E5B9);
+        for _ in 0..2000 {
+            let s = stream(&mut rng);
+            let sizes: Vec<usize> = (0..1 + rng.below(4)).map(|_| 1 + rng.below(16)).collect();
+            for server in [true, false] {
+                let (events, fwd, boundary, t) = run(&s, &[], server);
+                for chunks in [&[1][..], &sizes] {
+                    let (e2, f2, b2, t2) = run(&s, chunks, server);
+                    assert_eq!(e2, events, "chunks {chunks:?} server {server} on {s:?}");
+                    assert_eq!((f2, b2), (fwd, boundary));
+                    assert_eq!(state(&t2), state(&t));
+                }
+                if let Some(f) = fwd {
+                    assert!(f <= s.len());
+                }
+                assert_eq!(
+                    t.releasable(),
+                    t.owed() == 0 && t.status() == IDLE && !t.unsynced() && !t.copy_in()
+                );
+                if server {
+                    assert_eq!(t.owed(), 0);
+                    for (tag, body) in &events {
+                        assert_eq!(body.is_some(), server_needs_body(*tag));
+                    }
+                }
+            }
+        }
     }
 }

@@ -6,4 +6,7 @@ mod cli;
 mod handshake;
 mod harness;
 mod login_wire;
+mod params;
+mod pool;
+mod protocol;
 mod smoke;

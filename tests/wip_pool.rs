@@ -1,4 +1,0 @@
-#[path = "integration/harness.rs"]
-mod harness;
-#[path = "integration/pool.rs"]
-mod pool;
