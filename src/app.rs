@@ -78,6 +78,7 @@ impl Proxy {
 /// Binds, serves, and handles signals: the binary's main job.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
+    warn_not_yet_implemented(&config);
     let proxy = Proxy::bind(config).await?;
     tracing::info!(listen = %proxy.local_addr()?, "lagoon listening");
     let signals = tokio::spawn(crate::shutdown::watch_signals(
@@ -87,6 +88,20 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     proxy.run().await;
     signals.abort();
     Ok(())
+}
+
+/// Keys that are accepted (so configs written for later versions validate) but do nothing
+/// yet: say so once at start rather than let an operator believe they are in force.
+fn warn_not_yet_implemented(config: &Config) {
+    if config.server.metrics_listen.is_some() {
+        tracing::warn!("server.metrics_listen is set, but the metrics endpoint is not implemented yet");
+    }
+    if config.databases.iter().any(|d| !d.replicas.is_empty()) {
+        tracing::warn!("replicas are configured, but read/write split is not implemented yet: all traffic goes to the primary");
+    }
+    if !config.server.admin_users.is_empty() {
+        tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
+    }
 }
 
 /// With `min_idle` set, creates every (database, user) pool up front so maintenance opens its

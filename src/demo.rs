@@ -72,7 +72,7 @@ replicas = ["{r1}", "{r2}"]
         .map(|m| format!("{} on port {}", m.name, m.port))
         .collect();
     println!(
-        "\nLagoon is running in transaction mode in front of {}.\n\n\
+        "\nLagoon is running in transaction mode in front of {} (the replicas stream from the\n primary; read/write split comes in a later release, so queries go to the primary).\n\n\
          Connect with:\n    psql postgresql://demo:demo@{addr}/demo\n\n\
          Things to try:\n\
          \x20   SELECT * FROM items;                  -- through the pool\n\

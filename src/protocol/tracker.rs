@@ -197,10 +197,11 @@ impl TxnTracker {
         self.owed == 0 && self.status == IDLE && !self.unsynced && !self.copy_in
     }
 
-    /// Inside an explicit transaction (status `T` or `E`) with no reply owed: the client is
+    /// Holding a server with no reply owed: inside an explicit transaction (status `T` or
+    /// `E`), or with an extended-protocol batch left open without Sync. The client is
     /// thinking, and `idle_transaction_timeout` applies.
     pub fn idle_in_transaction(&self) -> bool {
-        self.owed == 0 && self.status != IDLE
+        self.owed == 0 && (self.status != IDLE || self.unsynced)
     }
 
     pub fn owed(&self) -> u32 {
@@ -385,7 +386,8 @@ mod random_input_tests {
             let body = if tag == b'Z' && rng.below(4) != 0 {
                 vec![b"ITE?"[rng.below(4)]]
             } else {
-                let n = rng.below(if rng.below(8) == 0 { 200 } else { 12 });
+                let cap = if rng.below(8) == 0 { 200 } else { 12 };
+                let n = rng.below(cap);
                 (0..n).map(|_| rng.next() as u8).collect()
             };
             v.push(tag);

@@ -6,10 +6,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use std::sync::{Arc, Mutex};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// How long a raw read waits before the test gives up on the proxy.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,6 +147,11 @@ pub struct Raw {
 impl Raw {
     /// Opens a socket and logs in as a user the proxy trusts (no password exchange).
     pub async fn login_trust(addr: SocketAddr, user: &str, db: &str) -> Raw {
+        Raw::login_trust_with(addr, &[("user", user), ("database", db)]).await
+    }
+
+    /// [`Raw::login_trust`] with the startup parameters given.
+    pub async fn login_trust_with(addr: SocketAddr, params: &[(&str, &str)]) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect to proxy");
         let _ = stream.set_nodelay(true);
         let mut raw = Raw {
@@ -153,9 +160,7 @@ impl Raw {
             pid: 0,
             secret: 0,
         };
-        raw.send(&startup(&[("user", user), ("database", db)]))
-            .await
-            .expect("send startup");
+        raw.send(&startup(params)).await.expect("send startup");
         loop {
             let m = raw
                 .read_msg()
@@ -178,6 +183,25 @@ impl Raw {
         }
         assert_ne!(raw.pid, 0, "no BackendKeyData at login");
         raw
+    }
+
+    /// Opens a socket and sends nothing yet (for startup-phase tests).
+    pub async fn connect_only(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            pid: 0,
+            secret: 0,
+        }
+    }
+
+    /// Reads and ignores bytes until the peer closes or `timeout` passes; true if it closed.
+    pub async fn drain_bytes(&mut self, timeout: Duration) -> bool {
+        let mut sink = Vec::new();
+        tokio::time::timeout(timeout, self.stream.read_to_end(&mut sink))
+            .await
+            .is_ok()
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -329,4 +353,92 @@ pub async fn raw_cancel(addr: SocketAddr, pid: i32, secret: i32) {
         .expect("the proxy kept a cancel connection open")
         .ok();
     assert!(sink.is_empty(), "a CancelRequest gets no reply: {sink:?}");
+}
+
+/// The rows of a simple-protocol query, first column as text (`None` for NULL). Simple
+/// protocol on purpose: these tests must not depend on named prepared statements surviving a
+/// change of server between transactions.
+pub async fn rows(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    Ok(client
+        .simple_query(sql)
+        .await?
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The first column of the last row a simple query returns.
+pub async fn scalar(client: &Client, sql: &str) -> Option<String> {
+    rows(client, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .pop()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// The only pool of a proxy (tests that look at a pool use one database and one user).
+pub fn only_pool(proxy: &crate::harness::TestProxy) -> Arc<lagoon::pool::Pool> {
+    let all = proxy.shared.pools.all();
+    assert_eq!(all.len(), 1, "expected exactly one pool");
+    Arc::clone(&all[0])
+}
+
+/// A TCP relay in front of a server whose connections the test can cut one by one, as a
+/// network failure or a crashed server host would (the proxy sees its server socket close
+/// without any goodbye).
+pub struct Relay {
+    pub port: u16,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(host: &str, port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let local = listener.local_addr().expect("relay addr").port();
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let list = Arc::clone(&conns);
+        let upstream = (host.to_owned(), port);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let up = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut up) = TcpStream::connect(up).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                list.lock().unwrap().push(task);
+            }
+        });
+        Relay {
+            port: local,
+            conns,
+            accept,
+        }
+    }
+
+    /// Connections accepted so far (cut or not).
+    pub fn count(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+
+    /// Closes the `i`-th connection (in accept order) on both sides at once.
+    pub fn cut(&self, i: usize) {
+        self.conns.lock().unwrap()[i].abort();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self.conns.lock().unwrap().iter() {
+            c.abort();
+        }
+    }
 }
