@@ -125,6 +125,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         sscan: Default::default(),
         tracker: Default::default(),
         server: None,
+        to_client: 0,
         params: logged.params,
         pool: logged.pool,
         session_mode: logged.session_mode,

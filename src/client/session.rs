@@ -30,6 +30,10 @@ use crate::protocol::tracker::{
 /// it to a server (a huge Bind or a long pipeline without Sync).
 const ATTACH_AT: usize = 256 * 1024;
 
+/// Server messages are trusted for size (Postgres bounds them itself); only their headers are
+/// read, so no bound short of the protocol's own is needed.
+const SERVER_MAX_MESSAGE: usize = i32::MAX as usize;
+
 /// How a session ends.
 #[derive(Debug)]
 pub enum Exit {
@@ -68,6 +72,8 @@ pub struct Session<'a> {
     pub sscan: StreamScanner,
     pub tracker: TxnTracker,
     pub server: Option<PooledConn>,
+    /// Bytes at the front of the server's read buffer scanned and owed to the client.
+    pub to_client: usize,
     pub params: SessionParams,
     pub pool: Arc<Pool>,
     pub session_mode: bool,
@@ -77,11 +83,24 @@ pub struct Session<'a> {
     pub rollback_timeout: Duration,
 }
 
+/// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
+/// `try_read`/`try_write`, so both directions progress independently and neither side's
+/// backpressure can stall the other (a server blocked writing a large result while the proxy
+/// waits to hand it more of a pipeline would otherwise deadlock).
 enum Event {
-    Client(std::io::Result<usize>),
-    Server(std::io::Result<usize>),
+    ClientReadable,
+    ServerReadable,
+    ClientWritable,
+    ServerWritable,
+    IoError(Side),
     IdleTimeout,
     Hard,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Client,
+    Server,
 }
 
 impl Session<'_> {
@@ -189,19 +208,10 @@ impl Session<'_> {
             }
         }
         self.slot.set(Some(Arc::clone(&conn.cancel)));
-        if conn
-            .stream
-            .write_all(&self.cbuf[..self.scanned])
-            .await
-            .is_err()
-        {
-            return Err(Exit::server_lost());
-        }
-        self.cbuf.advance(self.scanned);
-        self.scanned = 0;
-        self.tracker.flushed();
         self.server = Some(conn);
-        Ok(())
+        // The request goes out through the attached loop, which also reads the replies: a
+        // request bigger than the socket buffers cannot deadlock against them.
+        self.write_server()
     }
 
     /// Answers a request that could not get a server: an error, then the ReadyForQuery
@@ -236,41 +246,31 @@ impl Session<'_> {
             _ => None,
         };
         let event = {
-            let Some(conn) = self.server.as_mut() else {
+            let Some(conn) = self.server.as_ref() else {
                 return Ok(());
             };
-            let sc: &mut crate::pool::ServerConn = conn;
-            if sc.read_buf.capacity() - sc.read_buf.len() < 4096 {
-                sc.read_buf.reserve(16 * 1024);
-            }
-            if self.cbuf.capacity() - self.cbuf.len() < 1024 {
-                self.cbuf.reserve(8 * 1024);
-            }
+            let server = &conn.stream;
+            let client = &self.client;
+            let to_server = self.scanned > 0;
+            let to_client = self.to_client > 0;
+            // Each direction reads only once its previous chunk is fully written: memory stays
+            // bounded and a slow reader slows its writer, as on a direct connection.
             tokio::select! {
-                r = sc.stream.read_buf(&mut sc.read_buf) => Event::Server(r),
-                r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
+                r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
+                r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
+                r = client.readable(), if !to_server => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = sleep_until(idle_deadline), if idle_deadline.is_some() => Event::IdleTimeout,
                 _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
             }
         };
         match event {
-            Event::Server(Ok(0)) | Event::Server(Err(_)) => {
-                // The server is gone; so is this client's transaction. Tell it plainly.
-                if let Some(conn) = self.server.take() {
-                    conn.discard();
-                }
-                Err(Exit::server_lost())
-            }
-            Event::Server(Ok(_)) => self.forward_server().await,
-            Event::Client(Ok(0)) | Event::Client(Err(_)) => Err(Exit::ClientGone),
-            Event::Client(Ok(_)) => {
-                self.scan_client()?;
-                self.forward_client().await?;
-                if self.terminate_pending() {
-                    return Err(Exit::ClientGone);
-                }
-                Ok(())
-            }
+            Event::ServerWritable => self.write_server(),
+            Event::ClientWritable => self.write_client(),
+            Event::ServerReadable => self.read_server(),
+            Event::ClientReadable => self.read_client_attached(),
+            Event::IoError(Side::Client) => Err(Exit::ClientGone),
+            Event::IoError(Side::Server) => Err(self.lose_server()),
             Event::IdleTimeout => Err(Exit::fatal(
                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                 "terminating connection due to idle-in-transaction timeout (pool.idle_transaction_timeout_ms)",
@@ -279,44 +279,95 @@ impl Session<'_> {
         }
     }
 
-    async fn forward_client(&mut self) -> Result<(), Exit> {
-        if self.scanned == 0 {
-            return Ok(());
+    /// The server is gone, and with it this client's transaction: tell the client plainly.
+    fn lose_server(&mut self) -> Exit {
+        if let Some(conn) = self.server.take() {
+            conn.discard();
         }
+        Exit::server_lost()
+    }
+
+    /// Writes as much of the scanned client bytes to the server as the socket takes now.
+    fn write_server(&mut self) -> Result<(), Exit> {
+        let Some(conn) = self.server.as_ref() else {
+            return Ok(());
+        };
+        match conn.stream.try_write(&self.cbuf[..self.scanned]) {
+            Ok(n) => {
+                self.cbuf.advance(n);
+                self.scanned -= n;
+                if self.scanned == 0 {
+                    self.tracker.flushed();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(_) => Err(self.lose_server()),
+        }
+    }
+
+    /// Writes as much of the forwardable server bytes to the client as its socket takes now,
+    /// and releases the server once the reply is complete.
+    fn write_client(&mut self) -> Result<(), Exit> {
         let Some(conn) = self.server.as_mut() else {
             return Ok(());
         };
-        if conn
-            .stream
-            .write_all(&self.cbuf[..self.scanned])
-            .await
-            .is_err()
-        {
-            if let Some(conn) = self.server.take() {
-                conn.discard();
+        match self.client.try_write(&conn.read_buf[..self.to_client]) {
+            Ok(n) => {
+                conn.read_buf.advance(n);
+                self.to_client -= n;
             }
-            return Err(Exit::server_lost());
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(Exit::ClientGone),
         }
-        self.cbuf.advance(self.scanned);
-        self.scanned = 0;
-        self.tracker.flushed();
+        if self.to_client == 0 {
+            self.maybe_release()?;
+        }
         Ok(())
     }
 
-    /// Forwards what the server sent, as read, and releases the server at the boundary.
-    async fn forward_server(&mut self) -> Result<(), Exit> {
+    fn read_client_attached(&mut self) -> Result<(), Exit> {
+        if self.cbuf.capacity() - self.cbuf.len() < 1024 {
+            self.cbuf.reserve(8 * 1024);
+        }
+        match self.client.try_read_buf(&mut self.cbuf) {
+            Ok(0) => return Err(Exit::ClientGone),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(Exit::ClientGone),
+        }
+        self.scan_client()?;
+        if self.scanned > 0 {
+            self.write_server()?;
+        }
+        if self.terminate_pending() {
+            return Err(Exit::ClientGone);
+        }
+        Ok(())
+    }
+
+    /// Reads what the server sent, scans it (transaction state, reported settings) and
+    /// forwards the complete part as read.
+    fn read_server(&mut self) -> Result<(), Exit> {
         let Some(conn) = self.server.as_mut() else {
             return Ok(());
         };
         let sc: &mut crate::pool::ServerConn = conn;
+        if sc.read_buf.capacity() - sc.read_buf.len() < 4096 {
+            sc.read_buf.reserve(16 * 1024);
+        }
+        match sc.stream.try_read_buf(&mut sc.read_buf) {
+            Ok(0) => return Err(self.lose_server()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(self.lose_server()),
+        }
         let tracker = &mut self.tracker;
         let params = &mut self.params;
         let applied = &mut sc.applied;
-        let n = self.sscan.scan(
-            &sc.read_buf,
-            self.max_message,
-            server_needs_body,
-            |tag, body| {
+        let scanned = self
+            .sscan
+            .scan(&sc.read_buf, SERVER_MAX_MESSAGE, server_needs_body, |tag, body| {
                 tracker.server_message(tag, body);
                 if tag == b'S' {
                     if let Some((name, value)) =
@@ -328,37 +379,37 @@ impl Session<'_> {
                     }
                 }
                 Flow::Continue
-            },
-        );
-        let n = match n {
-            Ok(n) => n,
+            });
+        match scanned {
+            Ok(n) => self.to_client = n,
             Err(e) => {
                 tracing::error!(error = %e, "server sent a malformed message");
-                if let Some(conn) = self.server.take() {
-                    conn.discard();
-                }
-                return Err(Exit::server_lost());
+                return Err(self.lose_server());
             }
-        };
-        if n > 0 {
-            if self.client.write_all(&sc.read_buf[..n]).await.is_err() {
-                return Err(Exit::ClientGone);
-            }
-            sc.read_buf.advance(n);
         }
-        if !self.session_mode
-            && self.tracker.releasable()
-            && self.sscan.at_boundary()
-            && self.cscan.at_boundary()
-            && self.scanned == 0
+        if self.to_client > 0 {
+            self.write_client()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// In transaction mode, gives the server back once nothing is owed or in flight.
+    fn maybe_release(&mut self) -> Result<(), Exit> {
+        if self.session_mode
+            || !self.tracker.releasable()
+            || !self.sscan.at_boundary()
+            || !self.cscan.at_boundary()
+            || self.scanned > 0
         {
-            if let Some(conn) = self.server.take() {
-                self.slot.set(None);
-                conn.release();
-            }
-            if self.shared.shutdown.drain.is_cancelled() {
-                return Err(Exit::shutdown());
-            }
+            return Ok(());
+        }
+        if let Some(conn) = self.server.take() {
+            self.slot.set(None);
+            conn.release();
+        }
+        if self.shared.shutdown.drain.is_cancelled() {
+            return Err(Exit::shutdown());
         }
         Ok(())
     }
