@@ -686,3 +686,25 @@ async fn terminate_returns_the_server_to_the_pool() {
     );
     c3.simple_query("DROP TABLE proto_terminate").await.unwrap();
 }
+
+/// A pipeline far larger than the socket buffers in both directions (about 20 MB each way)
+/// flows through the proxy as through a direct connection, with backpressure in both
+/// directions at once. (The readiness-based relay makes the proxy unable to block writing
+/// requests to a server that is itself blocked writing results; this test exercises that path
+/// under load but, on loopback's large buffers, did not catch the earlier write_all design.)
+#[tokio::test]
+async fn a_pipeline_larger_than_the_socket_buffers_does_not_deadlock() {
+    let proxy = start_proxy("size = 1", "").await;
+    let client = proxy.connect().await;
+    let payload = "x".repeat(10_000);
+    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&payload, Type::TEXT)];
+    let queries = (0..2_000).map(|_| client.query_typed("SELECT $1::text", &params));
+    let results = tokio::time::timeout(Duration::from_secs(120), join_all(queries))
+        .await
+        .expect("the pipeline stalled: proxy deadlocked against the server");
+    for r in results {
+        let rows = r.expect("query failed");
+        assert_eq!(rows[0].get::<_, &str>(0).len(), 10_000);
+    }
+    all_servers_idle(&proxy).await;
+}
