@@ -143,8 +143,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(matches!(e, AuthError::Protocol(_)), "{e:?}"),
     }
-    assert!(server.client_final(fin.as_bytes()).is_err(), "exchange must be over");
-    assert!(server.client_first(first.as_bytes()).is_err(), "exchange must be over");
+    assert!(
+        server.client_final(fin.as_bytes()).is_err(),
+        "exchange must be over"
+    );
+    assert!(
+        server.client_first(first.as_bytes()).is_err(),
+        "exchange must be over"
+    );
 });
 
 fn secrets(data: &[u8]) {

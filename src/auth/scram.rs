@@ -364,3 +364,213 @@ fn attr(a: Option<&str>, name: char) -> Result<&str, AuthError> {
 
 #[cfg(test)]
 mod tests;
+/// Deterministic "no panic on random input" checks, the CI-sized cousin of `fuzz/` target
+/// `scram`: generated client messages and stored secrets never panic, a correct proof is
+/// accepted whatever extensions surround it, and parsed verifiers round-trip.
+#[cfg(test)]
+mod random_input_tests {
+    use super::*;
+    use crate::auth::Secret;
+
+    /// The generator must reach each interesting case (see the final assertion) at least this
+    /// often, so that it cannot quietly stop exercising the code under test.
+    const LOTS: usize = 40;
+
+    /// xorshift64: small, deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn one<'a>(&mut self, pieces: &[&'a str]) -> &'a str {
+            pieces[self.below(pieces.len())]
+        }
+        /// A string of up to `max` random pieces.
+        fn text(&mut self, pieces: &[&str], max: usize) -> String {
+            (0..self.below(max + 1))
+                .map(|_| pieces[self.below(pieces.len())])
+                .collect()
+        }
+    }
+
+    const SALT: &[u8] = b"salt1234salt1234";
+    /// Few iterations: the exchange does not depend on the count, and the test stays fast.
+    const ITERATIONS: u32 = 64;
+    const SERVER_NONCE: &str = "srvNONCE+/=";
+
+    const FIRST: &[&str] = &[
+        "n,,", "y,,", "p=tls,,", "n,a=u,,", "n=", "n=user", "r=", "r=abc", "r=\u{7f}", ",", "m=1",
+        "e=x", "=", "\0", "é", " ", "x",
+    ];
+    const FINAL: &[&str] = &[
+        "c=biws", "c=eSws", "c=!!", "r=", "<nonce>", ",", "e=1", "p=", ",p=AAAA", "=", "\0", "é",
+        "x",
+    ];
+
+    #[test]
+    fn random_exchanges_never_panic() {
+        let verifier = ScramVerifier::from_password("pw", SALT, ITERATIONS);
+        let client_key = hmac_sha256(&hi(b"pw", SALT, ITERATIONS), &[b"Client Key"]);
+        let mut rng = Rng(0x6A09_E667_F3BC_C908);
+        let mut accepted = 0;
+        for _ in 0..3000 {
+            let succeed_possible = rng.below(4) != 0;
+            let mut server = ScramServer::new(verifier.clone(), succeed_possible);
+            let gs2_header = ["n,,", "y,,"][rng.below(2)];
+            let first = match rng.below(4) {
+                0 => rng.text(FIRST, 8),
+                1 => format!("{gs2_header}n=,r={}", rng.text(FIRST, 3)),
+                _ => format!(
+                    "{gs2_header}n=u,r=abc{}",
+                    rng.text(&["~", ",e=1", ",f=é"], 2)
+                ),
+            };
+            let Ok(server_first) = server.client_first_with_nonce(first.as_bytes(), SERVER_NONCE)
+            else {
+                assert!(server.client_final(b"c=biws,r=x,p=").is_err());
+                continue;
+            };
+            let server_first = String::from_utf8(server_first).unwrap();
+            let nonce = &server_first[2..server_first.find(",s=").unwrap()];
+            assert!(nonce.ends_with(SERVER_NONCE));
+            let gs2 = if first.starts_with('y') {
+                "eSws"
+            } else {
+                "biws"
+            };
+            let body = match rng.below(4) {
+                0 => rng.text(FINAL, 8),
+                1 => format!("c={gs2},r=<nonce>{}", rng.text(FINAL, 2)),
+                _ => format!("c={gs2},r=<nonce>{}", rng.text(&[",e=1", ",x=é"], 1)),
+            }
+            .replace("<nonce>", nonce);
+            let with_proof = rng.below(2) == 0;
+            let fin = if with_proof {
+                let auth = format!("{},{server_first},{body}", &first[3..]);
+                let sig = hmac_sha256(&verifier.stored_key, &[auth.as_bytes()]);
+                let mut proof = client_key;
+                for (p, s) in proof.iter_mut().zip(sig) {
+                    *p ^= s;
+                }
+                format!("{body},p={}", B64.encode(proof))
+            } else {
+                body
+            };
+            match server.client_final(fin.as_bytes()) {
+                Ok(v) => {
+                    assert!(succeed_possible && with_proof, "{fin:?}");
+                    let (without_proof, _) = fin.rsplit_once(",p=").unwrap();
+                    let auth = format!("{},{server_first},{without_proof}", &first[3..]);
+                    let sig = hmac_sha256(&verifier.server_key, &[auth.as_bytes()]);
+                    assert_eq!(v, format!("v={}", B64.encode(sig)).into_bytes());
+                    accepted += 1;
+                }
+                Err(AuthError::Rejected) => {
+                    assert!(
+                        !(with_proof && succeed_possible),
+                        "correct proof refused: {fin:?}"
+                    )
+                }
+                Err(e) => assert!(matches!(e, AuthError::Protocol(_)), "{e:?}"),
+            }
+            assert!(server.client_final(fin.as_bytes()).is_err());
+            assert!(server.client_first(first.as_bytes()).is_err());
+        }
+        assert!(
+            accepted > 100,
+            "the generator must reach success: {accepted}"
+        );
+    }
+
+    #[test]
+    fn random_secrets_parse_without_panic() {
+        let good = ScramVerifier::from_password("pw", SALT, ITERATIONS).encode();
+        // SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>
+        let (_, rest) = good.split_once('$').unwrap();
+        let (iter_salt, keys) = rest.split_once('$').unwrap();
+        let (_, salt) = iter_salt.split_once(':').unwrap();
+        let (stored, server) = keys.split_once(':').unwrap();
+        let iters = [
+            "4096",
+            "4096",
+            "1",
+            "+5",
+            "04096",
+            "0",
+            "-1",
+            "99999999999",
+            "x",
+            "",
+        ];
+        let salts = [salt, salt, "c2FsdA==", "c2FsdA", "", "!!!!"];
+        let keys = [stored, server, stored, server, "AAAA", "", &stored[1..]];
+        let pieces = [
+            "SCRAM-SHA-256$",
+            "$",
+            ":",
+            "4096",
+            "=",
+            "é",
+            "md5",
+            "0123456789abcdef",
+            "ABCDEF",
+            &good[14..],
+            &good[..40],
+        ];
+        let mut rng = Rng(0xBB67_AE85_84CA_A73B);
+        let (mut verifiers, mut md5s) = (0, 0);
+        for _ in 0..3000 {
+            let s = match rng.below(4) {
+                0 => rng.text(&pieces, 8),
+                1 => {
+                    let len = [32, 32, 32, 31, 33][rng.below(5)];
+                    // Now and then an uppercase digit, which makes it plaintext.
+                    let hex = b"0123456789abcdef0123456789abcdefF";
+                    let digits = (0..len).map(|_| char::from(hex[rng.below(hex.len())]));
+                    "md5".to_owned() + &digits.collect::<String>()
+                }
+                _ => format!(
+                    "SCRAM-SHA-256${}:{}${}:{}",
+                    rng.one(&iters),
+                    rng.one(&salts),
+                    rng.one(&keys),
+                    rng.one(&keys)
+                ),
+            };
+            let v = ScramVerifier::parse(&s);
+            if let Ok(v) = &v {
+                assert!(v.iterations > 0 && !v.salt.is_empty());
+                assert_eq!(ScramVerifier::parse(&v.encode()).ok().as_ref(), Some(v));
+            }
+            match Secret::parse(&s) {
+                Ok(Secret::Scram(sv)) => {
+                    assert_eq!(Some(&sv), v.as_ref().ok());
+                    verifiers += 1;
+                }
+                Ok(Secret::Md5(m)) => {
+                    assert_eq!((m.len(), &*m), (35, &*s));
+                    md5s += 1;
+                }
+                Ok(Secret::Plain(p)) => {
+                    assert_eq!(p, s);
+                    assert!(!s.starts_with("SCRAM-SHA-256$"));
+                }
+                Err(e) => {
+                    assert!(matches!(e, AuthError::InvalidSecret(_)));
+                    assert!(s.starts_with("SCRAM-SHA-256$") && v.is_err());
+                }
+            }
+        }
+        // The generator must keep reaching the parsed cases.
+        assert!(verifiers > LOTS && md5s > LOTS, "{verifiers} {md5s}");
+    }
+}

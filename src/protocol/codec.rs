@@ -166,3 +166,152 @@ mod tests {
         assert_eq!(seen, vec![(b'1', vec![]), (b'Z', b"I".to_vec())]);
     }
 }
+/// Deterministic "no panic on random input" checks, the CI-sized cousin of `fuzz/` target
+/// `framing`: the same invariants over a few thousand generated streams.
+#[cfg(test)]
+mod random_input_tests {
+    use super::*;
+
+    /// The generator must reach each interesting case (see the final assertion) at least this
+    /// often, so that it cannot quietly stop exercising the code under test.
+    const LOTS: usize = 1000;
+
+    /// xorshift64: small, deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Mostly well-formed messages, with corrupt lengths, flipped bytes, garbage and a
+    /// truncated tail mixed in, so every branch of the framing is reached.
+    fn stream(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..rng.below(8) {
+            match rng.below(10) {
+                0 => v.extend((0..rng.below(12)).map(|_| rng.next() as u8)),
+                1 => {
+                    v.push(rng.next() as u8);
+                    v.extend_from_slice(&(rng.next() as i32).to_be_bytes());
+                }
+                2 => {
+                    v.push(b'd');
+                    v.extend_from_slice(&(rng.below(8) as i32 - 2).to_be_bytes());
+                }
+                _ => {
+                    let cap = if rng.below(8) == 0 { 400 } else { 24 };
+                    let body = rng.below(cap);
+                    v.push(rng.next() as u8);
+                    v.extend_from_slice(&((body + 4) as i32).to_be_bytes());
+                    v.extend((0..body).map(|_| rng.next() as u8));
+                }
+            }
+        }
+        if !v.is_empty() && rng.below(4) == 0 {
+            let i = rng.below(v.len());
+            v[i] = rng.next() as u8;
+        }
+        if rng.below(3) == 0 {
+            v.truncate(rng.below(v.len() + 1));
+        }
+        v
+    }
+
+    fn declared(b: &[u8]) -> i32 {
+        i32::from_be_bytes([b[1], b[2], b[3], b[4]])
+    }
+
+    /// Checks the invariants; returns how many messages were split and whether it was refused.
+    fn check(data: &[u8], max_len: usize) -> (usize, bool) {
+        let mut buf = BytesMut::from(data);
+        let mut consumed = 0;
+        let mut split = Vec::new();
+        let split_err = loop {
+            let before = buf.len();
+            let peeked = peek_header(&buf, max_len);
+            match &peeked {
+                Ok(None) => assert!(before < HEADER_LEN),
+                Ok(Some(h)) => {
+                    assert_eq!(h.tag, buf[0]);
+                    assert!(h.total_len >= HEADER_LEN && h.total_len - 1 <= max_len);
+                }
+                Err(FrameError::BadLength { len, .. }) => assert!(*len < 4),
+                Err(FrameError::TooLong { len, max, .. }) => assert!(len > max),
+            }
+            match split_message(&mut buf, max_len) {
+                Ok(Some(m)) => {
+                    assert_eq!(m.len(), declared(&m) as usize + 1);
+                    assert_eq!(&m[..], &data[consumed..consumed + m.len()]);
+                    assert_eq!(buf.len(), before - m.len());
+                    consumed += m.len();
+                    split.push((m[0], m[HEADER_LEN..].to_vec()));
+                }
+                Ok(None) => {
+                    assert_eq!(buf.len(), before);
+                    if let Ok(Some(h)) = peeked {
+                        assert!(h.total_len > before);
+                    }
+                    break None;
+                }
+                Err(e) => {
+                    assert_eq!(buf.len(), before);
+                    assert_eq!(peeked, Err(e.clone()));
+                    break Some(e);
+                }
+            }
+        };
+        assert!(consumed <= data.len());
+        assert_eq!(&buf[..], &data[consumed..]);
+
+        let mut walked = Vec::new();
+        let r = walk_messages(data, 0, max_len, |t, b| {
+            walked.push((t, b.to_vec()));
+            true
+        });
+        match (&r, &split_err) {
+            (Ok(end), None) => assert_eq!(*end, consumed),
+            (Err(a), Some(b)) => assert_eq!(a, b),
+            _ => panic!("walk {r:?} vs split {split_err:?} on {data:?}"),
+        }
+        assert_eq!(walked, split);
+
+        let start = data
+            .first()
+            .map_or(0, |&b| usize::from(b) % (data.len() + 1));
+        match (
+            walk_messages(data, start, max_len, |_, _| true),
+            walk_messages(&data[start..], 0, max_len, |_, _| true),
+        ) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b + start),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (a, b) => panic!("walk from {start}: {a:?} vs {b:?}"),
+        }
+        (split.len(), split_err.is_some())
+    }
+
+    #[test]
+    fn random_streams_frame_consistently() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut messages, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let data = stream(&mut rng);
+            for max_len in [0, 4, 16, 64, 1 << 20, usize::MAX] {
+                let (n, err) = check(&data, max_len);
+                messages += n;
+                refused += usize::from(err);
+            }
+        }
+        // The generator must keep reaching both outcomes.
+        assert!(messages > LOTS && refused > LOTS, "{messages} {refused}");
+    }
+}

@@ -268,3 +268,181 @@ mod tests {
         assert!(parse_options("-c").is_err());
     }
 }
+/// Deterministic "no panic on random input" checks, the CI-sized cousin of `fuzz/` target
+/// `startup`: the same invariants over a few thousand generated inputs.
+#[cfg(test)]
+mod random_input_tests {
+    use super::*;
+
+    /// The generator must reach each interesting case (see the final assertion) at least this
+    /// often, so that it cannot quietly stop exercising the code under test.
+    const LOTS: usize = 100;
+
+    /// xorshift64: small, deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[self.below(from.len())]
+        }
+    }
+
+    const WORDS: &[&[u8]] = &[
+        b"user",
+        b"database",
+        b"options",
+        b"a",
+        b"",
+        b"\xff",
+        b"\xc3\xa9",
+        b"-c x=1",
+        b"=",
+        b"\0",
+    ];
+
+    fn packet(rng: &mut Rng) -> Vec<u8> {
+        let any = rng.next() as i32;
+        let code = rng.pick(&[
+            SSL_REQUEST,
+            GSSENC_REQUEST,
+            CANCEL_REQUEST,
+            196_608,
+            196_608,
+            196_608,
+            196_610,
+            131_072,
+            any,
+        ]);
+        let mut body = Vec::new();
+        if code == CANCEL_REQUEST {
+            body.extend((0..rng.below(270)).map(|_| rng.next() as u8));
+        } else if code >> 16 == 3 || rng.below(4) == 0 {
+            for _ in 0..rng.below(4) {
+                for _ in 0..2 {
+                    body.extend_from_slice(rng.pick(WORDS));
+                    body.push(0);
+                }
+            }
+            if rng.below(5) != 0 {
+                body.push(0);
+            }
+        }
+        let mut len = body.len() as i32 + 8;
+        if rng.below(8) == 0 {
+            let any = rng.next() as i32;
+            len = rng.pick(&[-1, 0, 4, 7, 8, 10_001, i32::MAX, any]);
+        }
+        let mut v = len.to_be_bytes().to_vec();
+        v.extend_from_slice(&code.to_be_bytes());
+        v.extend_from_slice(&body);
+        v
+    }
+
+    /// Checks the invariants; returns how many StartupMessages were decoded and whether the
+    /// input was refused.
+    fn check(data: &[u8]) -> (usize, bool) {
+        let mut startups = 0;
+        let mut buf = BytesMut::from(data);
+        let mut consumed = 0;
+        loop {
+            let before = buf.len();
+            let declared =
+                (before >= 4).then(|| i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            match decode(&mut buf) {
+                Ok(Some(pkt)) => {
+                    let len = declared.unwrap() as usize;
+                    assert!((8..=MAX_STARTUP_PACKET).contains(&len));
+                    assert_eq!(buf.len(), before - len);
+                    let raw = &data[consumed..consumed + len];
+                    consumed += len;
+                    if let StartupPacket::Startup(m) = &pkt {
+                        startups += 1;
+                        let mut enc = Vec::new();
+                        for (k, v) in &m.params {
+                            assert!(!k.is_empty());
+                            enc.extend_from_slice(k.as_bytes());
+                            enc.push(0);
+                            enc.extend_from_slice(v.as_bytes());
+                            enc.push(0);
+                        }
+                        enc.push(0);
+                        assert_eq!(&raw[8..], &enc[..]);
+                        if let Some(o) = m.get("options") {
+                            check_options(o);
+                        }
+                    }
+                }
+                Ok(None) => {
+                    assert_eq!(buf.len(), before);
+                    if let Some(d) = declared {
+                        assert!(d as usize > before);
+                    }
+                    return (startups, false);
+                }
+                Err(_) => {
+                    // Nothing consumed (bad length) or the refused packet split off whole.
+                    let len = declared.unwrap() as usize;
+                    assert!(buf.len() == before || buf.len() == before - len);
+                    return (startups, true);
+                }
+            }
+            assert_eq!(&buf[..], &data[consumed..]);
+        }
+    }
+
+    fn check_options(s: &str) {
+        if let Ok(settings) = parse_options(s) {
+            for (name, _) in settings {
+                assert!(!name.contains('-'));
+                assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+            }
+        }
+    }
+
+    #[test]
+    fn random_packets_decode_without_panic() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let (mut startups, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            for _ in 0..rng.below(4) {
+                data.extend(packet(&mut rng));
+            }
+            if !data.is_empty() && rng.below(4) == 0 {
+                let i = rng.below(data.len());
+                data[i] = rng.next() as u8;
+            }
+            if rng.below(3) == 0 {
+                data.truncate(rng.below(data.len() + 1));
+            }
+            let (n, err) = check(&data);
+            startups += n;
+            refused += usize::from(err);
+        }
+        // The generator must keep reaching both outcomes.
+        assert!(startups > LOTS && refused > LOTS, "{startups} {refused}");
+    }
+
+    #[test]
+    fn random_options_parse_without_panic() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let pieces = [
+            "-c", "--", "-", "c", " ", "\t", "\\", "\\ ", "=", "a", "Work-Mem", "é", "x=1", "-cA=b",
+        ];
+        for _ in 0..3000 {
+            let s: String = (0..rng.below(10)).map(|_| rng.pick(&pieces)).collect();
+            check_options(&s);
+        }
+    }
+}

@@ -87,3 +87,86 @@ mod tests {
         );
     }
 }
+/// Deterministic "no panic on random input" checks, the CI-sized cousin of `fuzz/` target
+/// `messages`: the parsers are total over a few thousand generated bodies.
+#[cfg(test)]
+mod random_input_tests {
+    use super::*;
+
+    /// The generator must reach each interesting case (see the final assertion) at least this
+    /// often, so that it cannot quietly stop exercising the code under test.
+    const LOTS: usize = 30;
+
+    /// xorshift64: small, deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Field-structured bodies (type byte, C string) with random bytes, missing terminators
+    /// and invalid UTF-8 mixed in.
+    fn body(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..rng.below(6) {
+            v.push(b"SVCMDH\0\xff"[rng.below(8)]);
+            for _ in 0..rng.below(8) {
+                // Mostly valid text; sometimes bad UTF-8 or an early NUL.
+                v.push(b"ab09XYZ_ab09XYZ_\xc3\xa9\xff\0"[rng.below(20)]);
+            }
+            if rng.below(12) != 0 {
+                v.push(0);
+            }
+        }
+        if rng.below(3) != 0 {
+            v.push(0);
+        }
+        if rng.below(5) == 0 {
+            v = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
+        }
+        v
+    }
+
+    #[test]
+    fn random_bodies_parse_without_panic() {
+        let mut rng = Rng(0x94D0_49BB_1331_11EB);
+        let (mut statuses, mut errors) = (0, 0);
+        for _ in 0..5000 {
+            let b = body(&mut rng);
+            match cstr(&b) {
+                Some((s, rest)) => {
+                    assert!(!s.contains(&0));
+                    assert_eq!(s.len() + 1 + rest.len(), b.len());
+                    assert_eq!(b[s.len()], 0);
+                }
+                None => assert!(!b.contains(&0)),
+            }
+            if let Some((name, value)) = parameter_status(&b) {
+                assert!(b.starts_with(name.as_bytes()));
+                assert_eq!(b[name.len()], 0);
+                assert!(b[name.len() + 1..].starts_with(value.as_bytes()));
+                statuses += 1;
+            }
+            if let Some(f) = error_fields(&b) {
+                // Only a body that ends its fields with a NUL type byte parses.
+                assert!(b.contains(&0));
+                for s in [f.severity, f.code, f.message].into_iter().flatten() {
+                    assert!(!s.contains('\0'));
+                }
+                errors += usize::from(f.severity.is_some() && f.code.is_some());
+            }
+        }
+        // The generator must keep reaching the parsed cases.
+        assert!(statuses > LOTS && errors > LOTS, "{statuses} {errors}");
+    }
+}
