@@ -38,17 +38,25 @@ fn bench(c: &mut Criterion) {
             let mut t = TxnTracker::default();
             t.client_message(b'S');
             let n = sc
-                .scan(black_box(&reply), 1 << 30, server_needs_body, |tag, body| {
-                    t.server_message(tag, body);
-                    Flow::Continue
-                })
+                .scan(
+                    black_box(&reply),
+                    1 << 30,
+                    server_needs_body,
+                    |tag, body| {
+                        t.server_message(tag, body);
+                        Flow::Continue
+                    },
+                )
                 .unwrap_or(0);
             black_box((n, t.releasable()))
         })
     });
     g.finish();
 
-    let mut req = msg(b'P', b"\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\0");
+    let mut req = msg(
+        b'P',
+        b"\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\0",
+    );
     req.extend(msg(b'B', b"\0\0\0\0\0\x01\0\0\0\x0512345\0\0"));
     req.extend(msg(b'E', b"\0\0\0\0\0"));
     req.extend(msg(b'S', b""));

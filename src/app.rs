@@ -94,10 +94,14 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 /// yet: say so once at start rather than let an operator believe they are in force.
 fn warn_not_yet_implemented(config: &Config) {
     if config.server.metrics_listen.is_some() {
-        tracing::warn!("server.metrics_listen is set, but the metrics endpoint is not implemented yet");
+        tracing::warn!(
+            "server.metrics_listen is set, but the metrics endpoint is not implemented yet"
+        );
     }
     if config.databases.iter().any(|d| !d.replicas.is_empty()) {
-        tracing::warn!("replicas are configured, but read/write split is not implemented yet: all traffic goes to the primary");
+        tracing::warn!(
+            "replicas are configured, but read/write split is not implemented yet: all traffic goes to the primary"
+        );
     }
     if !config.server.admin_users.is_empty() {
         tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");

@@ -208,7 +208,9 @@ pub async fn login(
     for (name, value) in server_params.iter() {
         let lower = name.to_ascii_lowercase();
         let value = match params.get(&lower) {
-            Some(raw) => pool.normalized(&lower, raw).unwrap_or_else(|| raw.to_owned()),
+            Some(raw) => pool
+                .normalized(&lower, raw)
+                .unwrap_or_else(|| raw.to_owned()),
             None => value.clone(),
         };
         encode::parameter_status(&mut out, name, &value);

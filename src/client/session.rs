@@ -365,9 +365,11 @@ impl Session<'_> {
         let tracker = &mut self.tracker;
         let params = &mut self.params;
         let applied = &mut sc.applied;
-        let scanned = self
-            .sscan
-            .scan(&sc.read_buf, SERVER_MAX_MESSAGE, server_needs_body, |tag, body| {
+        let scanned = self.sscan.scan(
+            &sc.read_buf,
+            SERVER_MAX_MESSAGE,
+            server_needs_body,
+            |tag, body| {
                 tracker.server_message(tag, body);
                 if tag == b'S' {
                     if let Some((name, value)) =
@@ -379,7 +381,8 @@ impl Session<'_> {
                     }
                 }
                 Flow::Continue
-            });
+            },
+        );
         match scanned {
             Ok(n) => self.to_client = n,
             Err(e) => {

@@ -185,10 +185,7 @@ impl Pool {
         if map.len() >= MAX_NORMALIZED {
             map.clear();
         }
-        map.insert(
-            (name.to_owned(), value.to_owned()),
-            normalized.to_owned(),
-        );
+        map.insert((name.to_owned(), value.to_owned()), normalized.to_owned());
     }
 
     /// Waits for a server connection until `deadline`; see the module docs for the policy.

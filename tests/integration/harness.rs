@@ -30,21 +30,24 @@ pub fn cluster() -> &'static DevCluster {
     CLUSTER.get_or_init(|| {
         let c = DevCluster::start(DevClusterOptions::default())
             .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
-        c.create_role(SCRAM_USER.0, SCRAM_USER.1, PasswordEncryption::Scram)
-            .and_then(|_| c.create_role(MD5_USER.0, MD5_USER.1, PasswordEncryption::Md5))
-            .and_then(|_| c.create_role(PLAIN_USER.0, PLAIN_USER.1, PasswordEncryption::Scram))
-            .and_then(|_| c.create_role(TRUST_USER.0, TRUST_USER.1, PasswordEncryption::Scram))
-            .and_then(|_| c.create_database(DB, SCRAM_USER.0))
-            .and_then(|_| {
-                c.psql(
-                    &c.primary,
-                    DB,
-                    "GRANT ALL ON SCHEMA public TO PUBLIC; \
-                     GRANT ALL ON DATABASE lagoon_test TO PUBLIC; \
-                     ALTER ROLE lagoon_scram CREATEDB",
-                )
-            })
-            .unwrap_or_else(|e| panic!("cannot prepare the test cluster: {e}"));
+        let must = |r: Result<_, lagoon::devcluster::DevClusterError>| {
+            r.unwrap_or_else(|e| panic!("cannot prepare the test cluster: {e}"))
+        };
+        must(c.create_role(SCRAM_USER.0, SCRAM_USER.1, PasswordEncryption::Scram));
+        must(c.create_role(MD5_USER.0, MD5_USER.1, PasswordEncryption::Md5));
+        must(c.create_role(PLAIN_USER.0, PLAIN_USER.1, PasswordEncryption::Scram));
+        must(c.create_role(TRUST_USER.0, TRUST_USER.1, PasswordEncryption::Scram));
+        must(c.create_database(DB, SCRAM_USER.0));
+        must(
+            c.psql(
+                &c.primary,
+                DB,
+                "GRANT ALL ON SCHEMA public TO PUBLIC; \
+                 GRANT ALL ON DATABASE lagoon_test TO PUBLIC; \
+                 ALTER ROLE lagoon_scram CREATEDB",
+            )
+            .map(drop),
+        );
         c
     })
 }
