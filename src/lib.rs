@@ -31,3 +31,5 @@ pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod shutdown;
+#[cfg(test)]
+mod test_rng;

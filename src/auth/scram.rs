@@ -376,24 +376,14 @@ mod random_input_tests {
     /// often, so that it cannot quietly stop exercising the code under test.
     const LOTS: usize = 40;
 
-    /// xorshift64: small, deterministic, no dependency.
-    struct Rng(u64);
+    use crate::test_rng::Rng;
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn one<'a>(&mut self, pieces: &[&'a str]) -> &'a str {
-            pieces[self.below(pieces.len())]
-        }
+    /// Builds SCRAM-ish messages out of pieces.
+    trait Pieces {
+        fn text(&mut self, pieces: &[&str], max: usize) -> String;
+    }
+
+    impl Pieces for Rng {
         /// A string of up to `max` random pieces.
         fn text(&mut self, pieces: &[&str], max: usize) -> String {
             (0..self.below(max + 1))
@@ -540,10 +530,10 @@ mod random_input_tests {
                 }
                 _ => format!(
                     "SCRAM-SHA-256${}:{}${}:{}",
-                    rng.one(&iters),
-                    rng.one(&salts),
-                    rng.one(&keys),
-                    rng.one(&keys)
+                    rng.pick(&iters),
+                    rng.pick(&salts),
+                    rng.pick(&keys),
+                    rng.pick(&keys)
                 ),
             };
             let v = ScramVerifier::parse(&s);

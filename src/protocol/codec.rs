@@ -176,22 +176,7 @@ mod random_input_tests {
     /// often, so that it cannot quietly stop exercising the code under test.
     const LOTS: usize = 1000;
 
-    /// xorshift64: small, deterministic, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Mostly well-formed messages, with corrupt lengths, flipped bytes, garbage and a
     /// truncated tail mixed in, so every branch of the framing is reached.

@@ -278,25 +278,7 @@ mod random_input_tests {
     /// often, so that it cannot quietly stop exercising the code under test.
     const LOTS: usize = 100;
 
-    /// xorshift64: small, deterministic, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-            from[self.below(from.len())]
-        }
-    }
+    use crate::test_rng::Rng;
 
     const WORDS: &[&[u8]] = &[
         b"user",

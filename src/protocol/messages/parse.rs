@@ -97,22 +97,7 @@ mod random_input_tests {
     /// often, so that it cannot quietly stop exercising the code under test.
     const LOTS: usize = 30;
 
-    /// xorshift64: small, deterministic, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Field-structured bodies (type byte, C string) with random bytes, missing terminators
     /// and invalid UTF-8 mixed in.
