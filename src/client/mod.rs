@@ -87,12 +87,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let n = shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
     let _slot = ClientSlot(&shared);
     if n > config.server.max_client_conn {
-        let err = TooMany(config.server.max_client_conn);
+        let err = Refusal::TooMany(config.server.max_client_conn);
         send_fatal(&mut stream, &err).await;
         return;
     }
     if shared.shutdown.drain.is_cancelled() {
-        send_fatal(&mut stream, &ShuttingDown).await;
+        send_fatal(&mut stream, &Refusal::ShuttingDown).await;
         return;
     }
 
@@ -111,7 +111,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             return;
         }
         Err(_) => {
-            send_fatal(&mut stream, &LoginTimeout).await;
+            send_fatal(&mut stream, &Refusal::LoginTimeout).await;
             return;
         }
     };
@@ -138,38 +138,30 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     session.run().await;
 }
 
+/// Why a client is turned away around login, before or after its own attempt.
 #[derive(Debug, thiserror::Error)]
-#[error("too many client connections (server.max_client_conn = {0})")]
-struct TooMany(usize);
-impl ClientFacing for TooMany {
-    fn sqlstate(&self) -> sqlstate::SqlState {
-        sqlstate::TOO_MANY_CONNECTIONS
-    }
-    fn kind(&self) -> crate::error::ErrorKind {
-        crate::error::ErrorKind::Pool
-    }
+enum Refusal {
+    #[error("too many client connections (server.max_client_conn = {0})")]
+    TooMany(usize),
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    #[error("login did not complete within server.client_login_timeout_ms")]
+    LoginTimeout,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("the proxy is shutting down")]
-struct ShuttingDown;
-impl ClientFacing for ShuttingDown {
+impl ClientFacing for Refusal {
     fn sqlstate(&self) -> sqlstate::SqlState {
-        sqlstate::ADMIN_SHUTDOWN
+        match self {
+            Refusal::TooMany(_) => sqlstate::TOO_MANY_CONNECTIONS,
+            Refusal::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
+            Refusal::LoginTimeout => sqlstate::PROTOCOL_VIOLATION,
+        }
     }
     fn kind(&self) -> crate::error::ErrorKind {
-        crate::error::ErrorKind::Shutdown
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("login did not complete within server.client_login_timeout_ms")]
-struct LoginTimeout;
-impl ClientFacing for LoginTimeout {
-    fn sqlstate(&self) -> sqlstate::SqlState {
-        sqlstate::PROTOCOL_VIOLATION
-    }
-    fn kind(&self) -> crate::error::ErrorKind {
-        crate::error::ErrorKind::Client
+        match self {
+            Refusal::TooMany(_) => crate::error::ErrorKind::Pool,
+            Refusal::ShuttingDown => crate::error::ErrorKind::Shutdown,
+            Refusal::LoginTimeout => crate::error::ErrorKind::Client,
+        }
     }
 }

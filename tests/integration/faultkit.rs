@@ -298,20 +298,9 @@ fn message(tag: u8, body: &[u8]) -> BytesMut {
     b
 }
 
+/// A protocol 3.0 StartupMessage (built by `login_wire`, which owns the startup packets).
 pub fn startup(params: &[(&str, &str)]) -> BytesMut {
-    let mut body = BytesMut::new();
-    body.put_i32(196_608);
-    for (k, v) in params {
-        body.put_slice(k.as_bytes());
-        body.put_u8(0);
-        body.put_slice(v.as_bytes());
-        body.put_u8(0);
-    }
-    body.put_u8(0);
-    let mut b = BytesMut::new();
-    b.put_i32(body.len() as i32 + 4);
-    b.put_slice(&body);
-    b
+    BytesMut::from(&crate::login_wire::startup_with_version(196_608, params)[..])
 }
 
 pub fn query(sql: &str) -> BytesMut {
