@@ -43,11 +43,7 @@ impl SessionParams {
     }
 
     pub fn set(&mut self, name: &str, value: &str) {
-        let name = name.to_ascii_lowercase();
-        match self.desired.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => value.clone_into(&mut slot.1),
-            None => self.desired.push((name, value.to_owned())),
-        }
+        upsert(&mut self.desired, name, value);
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -120,6 +116,16 @@ impl SessionParams {
             sql.push_str(&r);
         }
         Some(sql)
+    }
+}
+
+/// Sets `name` (stored lower-case) to `value` in a settings list, keeping first-set order.
+/// Used for a client's desired settings and for what a server connection has applied.
+pub fn upsert(list: &mut Vec<(String, String)>, name: &str, value: &str) {
+    let name = name.to_ascii_lowercase();
+    match list.iter_mut().find(|(k, _)| *k == name) {
+        Some(slot) => value.clone_into(&mut slot.1),
+        None => list.push((name, value.to_owned())),
     }
 }
 

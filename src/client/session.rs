@@ -376,7 +376,7 @@ impl Session<'_> {
                         body.and_then(crate::protocol::messages::parse::parameter_status)
                     {
                         if params.observe_reported(name, value) {
-                            crate::pool::server_conn::set_applied(applied, name, value);
+                            super::params::upsert(applied, name, value);
                         }
                     }
                 }

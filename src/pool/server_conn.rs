@@ -38,16 +38,6 @@ impl ServerConn {
     }
 }
 
-/// Records in `applied` a setting the server reported (ParameterStatus) while a client used it.
-/// A free function so the caller can hold it while borrowing the read buffer.
-pub fn set_applied(applied: &mut Vec<(String, String)>, name: &str, value: &str) {
-    let name = name.to_ascii_lowercase();
-    match applied.iter_mut().find(|(k, _)| *k == name) {
-        Some(slot) => value.clone_into(&mut slot.1),
-        None => applied.push((name, value.to_owned())),
-    }
-}
-
 impl Drop for ServerConn {
     /// Says goodbye before closing, so the server logs a clean disconnect rather than an
     /// unexpected EOF. Best effort and non-blocking: a full socket buffer just skips it.
