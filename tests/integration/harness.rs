@@ -207,6 +207,17 @@ pub async fn run_cmd(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// Asserts that a command-line client (psql, pgbench) exited 0, showing its output if not.
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Path of a Postgres client binary (psql/pgbench): the cluster's bin dir if it has it, else
 /// PATH.
 pub fn pg_tool(name: &str) -> String {

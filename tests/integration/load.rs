@@ -14,11 +14,7 @@ const BENCH_DB: &str = "lagoon_bench";
 fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{what}: pgbench failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    assert_success(what, out);
     let processed = format!("number of transactions actually processed: {expected}/{expected}");
     assert!(
         stdout.contains(&processed),
@@ -52,12 +48,7 @@ async fn pgbench_simple_extended_and_reconnecting() {
 
     // Initialise through the proxy: DDL, client-side COPY, VACUUM, primary keys.
     let out = run_cmd(&pgbench, &["-i", "-s", "1", "-q", &url]).await;
-    assert!(
-        out.status.success(),
-        "pgbench -i failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("pgbench -i", &out);
     // -n: no VACUUM / history truncation between runs, so the history adds up at the end.
     for mode in ["simple", "extended"] {
         let out = run_cmd(

@@ -369,11 +369,7 @@ async fn client_encoding_from_startup_and_set() {
         }
     };
     let (out, ()) = tokio::join!(run_cmd(&psql, &args), busy);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("psql", &out);
     let lines: Vec<&[u8]> = out
         .stdout
         .split(|b| *b == b'\n')

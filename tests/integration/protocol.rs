@@ -398,11 +398,7 @@ async fn copy_through_psql_uses_the_simple_protocol() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("psql \\copy", &out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("COPY 10000"), "{stdout}");
     let back = std::fs::read_to_string(&dst).unwrap();
@@ -438,11 +434,7 @@ async fn function_call_large_object_import_export_via_psql() {
     let import_args = ["-X", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", &import_cmd];
     let import = run_cmd(&psql, &import_args);
     let (import, ()) = tokio::join!(import, busy);
-    assert!(
-        import.status.success(),
-        "lo_import failed: {}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    assert_success("psql \\lo_import", &import);
     let stdout = String::from_utf8_lossy(&import.stdout);
     let oid: u32 = stdout
         .trim()
@@ -465,11 +457,7 @@ async fn function_call_large_object_import_export_via_psql() {
         ],
     )
     .await;
-    assert!(
-        export.status.success(),
-        "lo_export failed: {}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    assert_success("psql \\lo_export", &export);
     let back = std::fs::read(&dst).unwrap();
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&dst);
@@ -549,11 +537,7 @@ async fn notices_are_relayed() {
         ],
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success("psql", &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("NOTICE:  hello-notice"), "stderr: {stderr}");
 
