@@ -27,6 +27,8 @@ pub struct Shared {
     pub verifiers: crate::auth::cache::VerifierCache,
     /// Key for the fake SCRAM salts of unknown users: stable for this process, unguessable.
     pub mock_secret: [u8; 32],
+    /// Named prepared statements by what they are, shared by all clients (see `prepared`).
+    pub statements: crate::prepared::Registry,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
             clients: AtomicUsize::new(0),
             verifiers: Default::default(),
             mock_secret: rand::random(),
+            statements: Default::default(),
         })
     }
 }
@@ -123,8 +126,10 @@ fn warm_pools(shared: &Shared) {
 }
 
 /// pool::maintain for every pool, once a second: idle reaping, lifetime, min_idle warm-up.
+/// Every ten seconds also drops the prepared statements no client or server holds any more.
 async fn maintain_pools(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -133,6 +138,10 @@ async fn maintain_pools(shared: Arc<Shared>) {
         }
         for pool in shared.pools.all() {
             pool.maintain();
+        }
+        ticks += 1;
+        if ticks % 10 == 0 {
+            shared.statements.sweep();
         }
     }
 }

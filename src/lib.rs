@@ -29,6 +29,7 @@ pub mod devcluster;
 pub mod error;
 pub mod net;
 pub mod pool;
+pub mod prepared;
 pub mod protocol;
 pub mod shutdown;
 #[cfg(test)]

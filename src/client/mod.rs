@@ -3,7 +3,8 @@
 //! (what the proxy says to a server on its own account), `params` (session settings that follow
 //! the client from server to server).
 
-pub mod handshake;
+pub mod forward;
+mod handshake;
 pub mod login;
 pub mod params;
 pub mod relay;
@@ -134,6 +135,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         idle_txn_timeout: (pool_cfg.idle_transaction_timeout_ms > 0)
             .then(|| Duration::from_millis(pool_cfg.idle_transaction_timeout_ms)),
         rollback_timeout: Duration::from_millis(pool_cfg.server_rollback_timeout_ms),
+        max_prepared: pool_cfg.max_prepared_statements,
+        statements: Default::default(),
+        wire: Default::default(),
     };
     session.run().await;
 }

@@ -14,25 +14,21 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::forward::Wire;
 use super::params::SessionParams;
 use super::relay;
 use crate::app::Shared;
 use crate::cancel::CancelSlot;
 use crate::error::ClientFacing;
 use crate::pool::{Pool, PooledConn};
+use crate::prepared::ClientStatements;
 use crate::protocol::messages::encode::{self, Severity};
 use crate::protocol::sqlstate::{self, SqlState};
-use crate::protocol::tracker::{
-    ClientEvent, Flow, StreamScanner, TxnTracker, client_needs_body, server_needs_body,
-};
+use crate::protocol::tracker::{ClientEvent, Flow, StreamScanner, TxnTracker, client_needs_body};
 
 /// Buffered request bytes past which we stop waiting for the end of the request and stream
 /// it to a server (a huge Bind or a long pipeline without Sync).
 const ATTACH_AT: usize = 256 * 1024;
-
-/// Server messages are trusted for size (Postgres bounds them itself); only their headers are
-/// read, so no bound short of the protocol's own is needed.
-const SERVER_MAX_MESSAGE: usize = i32::MAX as usize;
 
 /// How a session ends.
 #[derive(Debug)]
@@ -44,7 +40,7 @@ pub enum Exit {
 }
 
 impl Exit {
-    fn fatal(code: SqlState, msg: impl Into<String>) -> Exit {
+    pub(super) fn fatal(code: SqlState, msg: impl Into<String>) -> Exit {
         Exit::Fatal(code, msg.into())
     }
     fn shutdown() -> Exit {
@@ -81,6 +77,12 @@ pub struct Session<'a> {
     pub max_message: usize,
     pub idle_txn_timeout: Option<Duration>,
     pub rollback_timeout: Duration,
+    /// `pool.max_prepared_statements`: the cap on each server's prepared set.
+    pub max_prepared: usize,
+    /// This client's named prepared statements.
+    pub statements: ClientStatements,
+    /// What sits between the two sockets while attached: see [`super::forward`].
+    pub wire: Wire,
 }
 
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
@@ -110,14 +112,20 @@ impl Session<'_> {
         let exit = self.run_loop().await;
         self.slot.set(None);
         if let Some(conn) = self.server.take() {
-            let boundary = self.cscan.at_boundary() && self.scanned == 0;
-            tokio::spawn(relay::cleanup(
-                conn,
-                self.tracker.clone(),
-                boundary,
-                self.session_mode,
-                self.rollback_timeout,
-            ));
+            let boundary =
+                self.cscan.at_boundary() && self.scanned == 0 && self.wire.sent_whole_messages();
+            if self.wire.replies.uncertain() {
+                // A Parse's fate is unknown: so is what this server has prepared.
+                conn.discard();
+            } else {
+                tokio::spawn(relay::cleanup(
+                    conn,
+                    self.tracker.clone(),
+                    boundary,
+                    self.session_mode,
+                    self.rollback_timeout,
+                ));
+            }
         }
         if let Exit::Fatal(code, msg) = exit {
             tracing::debug!(code = code.code(), %msg, "ending client");
@@ -209,6 +217,7 @@ impl Session<'_> {
         }
         self.slot.set(Some(Arc::clone(&conn.cancel)));
         self.server = Some(conn);
+        self.wire.attached();
         // The request goes out through the attached loop, which also reads the replies: a
         // request bigger than the socket buffers cannot deadlock against them.
         self.write_server()
@@ -251,8 +260,8 @@ impl Session<'_> {
             };
             let server = &conn.stream;
             let client = &self.client;
-            let to_server = self.scanned > 0;
-            let to_client = self.to_client > 0;
+            let to_server = self.scanned > 0 || !self.wire.sout.is_empty();
+            let to_client = self.to_client > 0 || !self.wire.client_out.is_empty();
             // Each direction reads only once its previous chunk is fully written: memory stays
             // bounded and a slow reader slows its writer, as on a direct connection.
             tokio::select! {
@@ -266,7 +275,7 @@ impl Session<'_> {
         };
         match event {
             Event::ServerWritable => self.write_server(),
-            Event::ClientWritable => self.write_client(),
+            Event::ClientWritable => self.pump_client(),
             Event::ServerReadable => self.read_server(),
             Event::ClientReadable => self.read_client_attached(),
             Event::IoError(Side::Client) => Err(Exit::ClientGone),
@@ -280,50 +289,11 @@ impl Session<'_> {
     }
 
     /// The server is gone, and with it this client's transaction: tell the client plainly.
-    fn lose_server(&mut self) -> Exit {
+    pub(super) fn lose_server(&mut self) -> Exit {
         if let Some(conn) = self.server.take() {
             conn.discard();
         }
         Exit::server_lost()
-    }
-
-    /// Writes as much of the scanned client bytes to the server as the socket takes now.
-    fn write_server(&mut self) -> Result<(), Exit> {
-        let Some(conn) = self.server.as_ref() else {
-            return Ok(());
-        };
-        match conn.stream.try_write(&self.cbuf[..self.scanned]) {
-            Ok(n) => {
-                self.cbuf.advance(n);
-                self.scanned -= n;
-                if self.scanned == 0 {
-                    self.tracker.flushed();
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(_) => Err(self.lose_server()),
-        }
-    }
-
-    /// Writes as much of the forwardable server bytes to the client as its socket takes now,
-    /// and releases the server once the reply is complete.
-    fn write_client(&mut self) -> Result<(), Exit> {
-        let Some(conn) = self.server.as_mut() else {
-            return Ok(());
-        };
-        match self.client.try_write(&conn.read_buf[..self.to_client]) {
-            Ok(n) => {
-                conn.read_buf.advance(n);
-                self.to_client -= n;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(_) => return Err(Exit::ClientGone),
-        }
-        if self.to_client == 0 {
-            self.maybe_release()?;
-        }
-        Ok(())
     }
 
     fn read_client_attached(&mut self) -> Result<(), Exit> {
@@ -346,8 +316,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Reads what the server sent, scans it (transaction state, reported settings) and
-    /// forwards the complete part as read.
+    /// Reads what the server sent and passes it on (see [`super::forward`]).
     fn read_server(&mut self) -> Result<(), Exit> {
         let Some(conn) = self.server.as_mut() else {
             return Ok(());
@@ -362,54 +331,34 @@ impl Session<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(self.lose_server()),
         }
-        let tracker = &mut self.tracker;
-        let params = &mut self.params;
-        let applied = &mut sc.applied;
-        let scanned = self.sscan.scan(
-            &sc.read_buf,
-            SERVER_MAX_MESSAGE,
-            server_needs_body,
-            |tag, body| {
-                tracker.server_message(tag, body);
-                if tag == b'S' {
-                    if let Some((name, value)) =
-                        body.and_then(crate::protocol::messages::parse::parameter_status)
-                    {
-                        if params.observe_reported(name, value) {
-                            super::params::upsert(applied, name, value);
-                        }
-                    }
-                }
-                Flow::Continue
-            },
-        );
-        match scanned {
-            Ok(n) => self.to_client = n,
-            Err(e) => {
-                tracing::error!(error = %e, "server sent a malformed message");
-                return Err(self.lose_server());
-            }
-        }
-        if self.to_client > 0 {
-            self.write_client()
-        } else {
-            Ok(())
-        }
+        self.pump_client()
     }
 
     /// In transaction mode, gives the server back once nothing is owed or in flight.
-    fn maybe_release(&mut self) -> Result<(), Exit> {
+    pub(super) fn maybe_release(&mut self) -> Result<(), Exit> {
         if self.session_mode
             || !self.tracker.releasable()
             || !self.sscan.at_boundary()
             || !self.cscan.at_boundary()
             || self.scanned > 0
+            || !self.wire.idle()
         {
             return Ok(());
         }
         if let Some(conn) = self.server.take() {
             self.slot.set(None);
-            conn.release();
+            if self.wire.replies.is_empty() {
+                conn.release();
+            } else {
+                // The server answered everything the tracker counted, yet replies are still
+                // expected: the two disagree about this conversation, so trust neither.
+                tracing::warn!(
+                    pending = self.wire.replies.len(),
+                    "reply bookkeeping out of step at release; closing the server connection"
+                );
+                self.wire.replies = Default::default();
+                conn.discard();
+            }
         }
         if self.shared.shutdown.drain.is_cancelled() {
             return Err(Exit::shutdown());

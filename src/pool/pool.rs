@@ -306,6 +306,7 @@ impl Pool {
                     created: now,
                     last_used: now,
                     applied: Vec::new(),
+                    statements: Default::default(),
                     id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
                     cancel: Arc::new(CancelTarget {
                         host: self.target.host.clone(),

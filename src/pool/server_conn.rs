@@ -19,6 +19,8 @@ pub struct ServerConn {
     /// Session settings changed on this connection away from the pool's login defaults
     /// (lower-case name, value), so the next client's settings can be replayed as a diff.
     pub applied: Vec<(String, String)>,
+    /// Registry statements prepared on this connection (see `prepared`).
+    pub statements: crate::prepared::ServerStatements,
     /// Process-unique id, for logs.
     pub id: u64,
     /// The server's BackendKeyData and address: where a client's CancelRequest goes while

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod messages;
+pub mod replies;
 pub mod sqlstate;
 pub mod startup;
 pub mod tracker;

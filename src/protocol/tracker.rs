@@ -34,6 +34,12 @@ impl StreamScanner {
         self.skip == 0
     }
 
+    /// The caller forwarded the first `seen` bytes of a message of `total_len` bytes itself
+    /// (after stopping before it): skip the rest of its body from the next scan on.
+    pub fn resume_inside(&mut self, total_len: usize, seen: usize) {
+        self.skip = total_len.saturating_sub(seen);
+    }
+
     /// Scans `buf` (bytes not yet scanned) and returns how many of them can be forwarded.
     /// `need_body(tag)` says whether a message must be complete before it is reported; for those
     /// `f` gets `Some(body)`, for the rest `None` as soon as the header is seen. What is not
@@ -91,8 +97,11 @@ pub fn server_needs_body(tag: u8) -> bool {
 /// Client messages that must be complete before they count. A Query or FunctionCall asks for a
 /// server; counting it at its header would check one out while the rest of the message still
 /// trickles in from a slow client, holding the server hostage.
+///
+/// Parse, Bind, Describe and Close may name a prepared statement, which the proxy rewrites; it
+/// reads them whole.
 pub fn client_needs_body(tag: u8) -> bool {
-    matches!(tag, b'Q' | b'F')
+    matches!(tag, b'Q' | b'F' | b'P' | b'B' | b'D' | b'C')
 }
 
 /// Transaction status from ReadyForQuery.
