@@ -20,7 +20,7 @@ use crate::prepared::rewrite::{self, Ctx};
 use crate::protocol::codec::{HEADER_LEN, peek_header};
 use crate::protocol::messages::parse;
 use crate::protocol::replies::{self, Event, ReplyQueue, Verdict};
-use crate::protocol::tracker::{Flow, StreamScanner, client_needs_body, server_needs_body};
+use crate::protocol::tracker::{Flow, IDLE, StreamScanner, client_needs_body, server_needs_body};
 
 /// Server messages are trusted for size (Postgres bounds them itself); only their headers are
 /// read, so no bound short of the protocol's own is needed.
@@ -43,7 +43,40 @@ pub struct Wire {
     /// scan stopped before it.
     head: Option<Verdict>,
     events: Vec<Event>,
+    /// The batch in flight, kept for one transparent retry after a stale plan.
+    retry: Retry,
+    /// Something of the batch in flight has reached the client: too late to retry it.
+    replied: bool,
 }
+
+/// Keeping a batch for re-sending after `0A000 cached plan must not change result type`.
+///
+/// Postgres raises it at Bind when a schema change altered a prepared statement's result
+/// type; a direct client must re-prepare by hand (PgBouncer's users must even RECONNECT). The
+/// proxy can do it for them when the whole batch can simply be sent again: it started with
+/// nothing else in flight and outside a transaction block (so the error rolled back nothing
+/// that was not part of it), holds only extended-protocol messages up to its Sync, nothing
+/// after it has been sent, and nothing of its reply has reached the client yet. And it must
+/// Describe what it runs: a client that relies on a row description cached before the change
+/// would decode the new rows with the old types, so it gets Postgres's error instead (and its
+/// next prepare of the statement gets a fresh plan).
+#[derive(Debug, Default)]
+enum Retry {
+    #[default]
+    Off,
+    /// Copying the batch's client messages as they are planned.
+    Recording(BytesMut),
+    /// The batch's Sync was planned: all of it is here.
+    Complete(BytesMut),
+    /// The stale error was swallowed; swallowing its batch's replies up to ReadyForQuery,
+    /// then re-sending these bytes.
+    Replaying(BytesMut),
+    /// The re-sent batch: not retried again.
+    Retried,
+}
+
+/// Batches larger than this are not kept for a retry.
+const RETRY_MAX: usize = 64 * 1024;
 
 impl Wire {
     /// A server was just checked out: nothing is in flight on it.
@@ -111,6 +144,21 @@ impl Session<'_> {
         };
         let conn: &mut crate::pool::ServerConn = conn;
         let w = &mut self.wire;
+        if w.replies.is_empty() {
+            // Nothing in flight: a batch starts here.
+            w.replied = false;
+            w.retry = match std::mem::take(&mut w.retry) {
+                // The batch being re-sent: once is enough.
+                Retry::Retried => Retry::Off,
+                _ if rewrite_on && self.tracker.status() == IDLE => {
+                    Retry::Recording(BytesMut::new())
+                }
+                _ => Retry::Off,
+            };
+        } else if matches!(w.retry, Retry::Complete(_)) {
+            // A second batch goes out behind the first: the first can no longer be re-sent.
+            w.retry = Retry::Off;
+        }
         if rewrite_on
             && w.wscan.at_boundary()
             && let Ok(Some(h)) = peek_header(&self.cbuf[..self.scanned], self.max_message)
@@ -130,12 +178,16 @@ impl Session<'_> {
                 &self.cbuf[HEADER_LEN..h.total_len],
                 &mut w.sout,
             );
+            w.retry.record(&self.cbuf[..h.total_len], false);
             self.cbuf.advance(h.total_len);
             self.scanned -= h.total_len;
             return true;
         }
         let replies = &mut w.replies;
         let server_set = &mut conn.statements;
+        let recording = matches!(w.retry, Retry::Recording(_));
+        let mut ends_batch = false;
+        let mut retryable = true;
         let scanned = w.wscan.scan(
             &self.cbuf[w.raw..self.scanned],
             self.max_message,
@@ -143,6 +195,15 @@ impl Session<'_> {
             |tag, body| {
                 if rewrite_on && body.is_some_and(|b| rewrite::is_named(tag, b)) {
                     return Flow::StopBefore;
+                }
+                if recording {
+                    // Plan a recorded batch only up to its end, so what follows is seen
+                    // as a second batch.
+                    if ends_batch {
+                        return Flow::StopBefore;
+                    }
+                    ends_batch = tag == b'S';
+                    retryable &= matches!(tag, b'P' | b'B' | b'D' | b'E' | b'S' | b'C' | b'H');
                 }
                 if let Some(e) = rewrite::pass_through(tag, body) {
                     replies.push(e);
@@ -155,6 +216,13 @@ impl Session<'_> {
         );
         match scanned {
             Ok(n) if n > 0 => {
+                if recording {
+                    if retryable && w.wscan.at_boundary() {
+                        w.retry.record(&self.cbuf[w.raw..w.raw + n], ends_batch);
+                    } else {
+                        w.retry = Retry::Off;
+                    }
+                }
                 w.raw += n;
                 true
             }
@@ -193,6 +261,7 @@ impl Session<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(Exit::ClientGone),
             };
+            self.wire.replied = true;
             if self.to_client > 0 {
                 conn.read_buf.advance(n);
                 self.to_client -= n;
@@ -217,6 +286,7 @@ impl Session<'_> {
         let applied = &mut conn.applied;
         let w = &mut self.wire;
         let mut head = None;
+        let replaying = matches!(w.retry, Retry::Replaying(_));
         let scanned = self.sscan.scan(
             &conn.read_buf,
             SERVER_MAX_MESSAGE,
@@ -231,6 +301,12 @@ impl Session<'_> {
                     && params.observe_reported(name, value)
                 {
                     super::params::upsert(applied, name, value);
+                }
+                if replaying {
+                    // The failed batch's own replies: the client sees the retry's instead.
+                    w.client_out.clear();
+                    head = Some(Verdict::Swallow);
+                    return Flow::StopBefore;
                 }
                 if verdict == Verdict::Forward && w.client_out.is_empty() {
                     Flow::Continue
@@ -271,7 +347,14 @@ impl Session<'_> {
                 self.to_client = have;
                 self.sscan.resume_inside(len, have);
             }
-            Verdict::Swallow => conn.read_buf.advance(len),
+            Verdict::Swallow => {
+                conn.read_buf.advance(len);
+                if self.wire.replies.is_empty()
+                    && let Retry::Replaying(batch) = std::mem::take(&mut self.wire.retry)
+                {
+                    self.resend(batch);
+                }
+            }
             Verdict::Replace(bytes) => {
                 conn.read_buf.advance(len);
                 self.wire.client_out.unsplit(bytes);
@@ -286,6 +369,22 @@ impl Session<'_> {
                 self.wire.client_out.unsplit(out);
             }
         }
+    }
+
+    /// Puts a failed batch back in front of the client's unsent bytes, as if just read, so it
+    /// is planned again: the stale statement, now with a new id, gets prepared first.
+    fn resend(&mut self, batch: BytesMut) {
+        let mut off = 0;
+        while let Ok(Some(h)) = peek_header(&batch[off..], usize::MAX) {
+            self.tracker.client_message(h.tag);
+            off += h.total_len;
+        }
+        let len = batch.len();
+        let rest = self.cbuf.split();
+        self.cbuf = batch;
+        self.cbuf.unsplit(rest);
+        self.scanned += len;
+        self.wire.retry = Retry::Retried;
     }
 
     /// Keeps the client's names and the server's prepared set true to what the server did.
@@ -313,8 +412,53 @@ impl Session<'_> {
                     if let Some(stmt) = self.statements.by_id(id) {
                         self.shared.statements.invalidate(&stmt, id);
                     }
+                    let untouched = self.to_client == 0
+                        && self.wire.client_out.is_empty()
+                        && !self.wire.replied;
+                    if untouched
+                        && self.wire.head.is_some()
+                        && let Retry::Complete(batch) = std::mem::take(&mut self.wire.retry)
+                        && describes(&batch)
+                    {
+                        tracing::debug!("statement plan went stale; preparing it again");
+                        self.wire.retry = Retry::Replaying(batch);
+                        self.wire.head = Some(Verdict::Swallow);
+                    }
                 }
             }
         }
     }
+}
+
+impl Retry {
+    /// Appends planned client bytes to a recording; `ends` when they end with the batch's Sync.
+    fn record(&mut self, bytes: &[u8], ends: bool) {
+        let Retry::Recording(buf) = self else {
+            if matches!(self, Retry::Complete(_)) {
+                *self = Retry::Off;
+            }
+            return;
+        };
+        if buf.len() + bytes.len() > RETRY_MAX {
+            *self = Retry::Off;
+            return;
+        }
+        buf.extend_from_slice(bytes);
+        if ends {
+            *self = Retry::Complete(std::mem::take(buf));
+        }
+    }
+}
+
+/// The batch asks for a description (of its statement or portal), so the client learns the
+/// new row shape from the retry's own reply.
+fn describes(batch: &[u8]) -> bool {
+    let mut off = 0;
+    while let Ok(Some(h)) = peek_header(&batch[off..], usize::MAX) {
+        if h.tag == b'D' {
+            return true;
+        }
+        off += h.total_len;
+    }
+    false
 }
