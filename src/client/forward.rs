@@ -159,32 +159,57 @@ impl Session<'_> {
             // A second batch goes out behind the first: the first can no longer be re-sent.
             w.retry = Retry::Off;
         }
-        if rewrite_on
-            && w.wscan.at_boundary()
+        let refuse_on = rewrite_on && self.refuse_features;
+        if w.wscan.at_boundary()
             && let Ok(Some(h)) = peek_header(&self.cbuf[..self.scanned], self.max_message)
             && h.total_len <= self.scanned
-            && rewrite::is_named(h.tag, &self.cbuf[HEADER_LEN..h.total_len])
         {
-            let mut ctx = Ctx {
-                registry: &self.shared.statements,
-                client: &mut self.statements,
-                server: &mut conn.statements,
-                cap: self.max_prepared,
-                replies: &mut w.replies,
+            let body = &self.cbuf[HEADER_LEN..h.total_len];
+            let refused = if refuse_on {
+                refused_feature(h.tag, body)
+            } else {
+                None
             };
-            rewrite::rewrite(
-                &mut ctx,
-                h.tag,
-                &self.cbuf[HEADER_LEN..h.total_len],
-                &mut w.sout,
-            );
-            w.retry.record(&self.cbuf[..h.total_len], false);
-            self.cbuf.advance(h.total_len);
-            self.scanned -= h.total_len;
-            return true;
+            let named = rewrite_on && rewrite::is_named(h.tag, body);
+            if refused.is_some() || named {
+                let replaced;
+                let body = match refused.and_then(|f| refusal(h.tag, body, f)) {
+                    Some(b) => {
+                        replaced = b;
+                        &replaced[..]
+                    }
+                    None => body,
+                };
+                if named {
+                    let mut ctx = Ctx {
+                        registry: &self.shared.statements,
+                        client: &mut self.statements,
+                        server: &mut conn.statements,
+                        cap: self.max_prepared,
+                        replies: &mut w.replies,
+                    };
+                    // A statement's effects are noted when it is bound, as that is where it runs.
+                    if let Some(stmt) = rewrite::rewrite(&mut ctx, h.tag, body, &mut w.sout) {
+                        self.ask.note(&stmt.effects);
+                    }
+                } else {
+                    rewrite::put_message(&mut w.sout, h.tag, |o| o.extend_from_slice(body));
+                    if let Some(e) = rewrite::pass_through(h.tag, Some(body)) {
+                        w.replies.push(e);
+                    }
+                    if h.tag == b'Q' {
+                        conn.statements.new_batch();
+                    }
+                }
+                w.retry.record(&self.cbuf[..h.total_len], false);
+                self.cbuf.advance(h.total_len);
+                self.scanned -= h.total_len;
+                return true;
+            }
         }
         let replies = &mut w.replies;
         let server_set = &mut conn.statements;
+        let ask = &mut self.ask;
         let recording = matches!(w.retry, Retry::Recording(_));
         let mut ends_batch = false;
         let mut retryable = true;
@@ -195,6 +220,15 @@ impl Session<'_> {
             |tag, body| {
                 if rewrite_on && body.is_some_and(|b| rewrite::is_named(tag, b)) {
                     return Flow::StopBefore;
+                }
+                if let (b'Q' | b'P', Some(b)) = (tag, body)
+                    && let Some(text) = query_text(tag, b)
+                {
+                    let effects = crate::sql::scan(text);
+                    if refuse_on && effects.session_feature().is_some() {
+                        return Flow::StopBefore;
+                    }
+                    ask.note(&effects);
                 }
                 if recording {
                     // Plan a recorded batch only up to its end, so what follows is seen
@@ -283,6 +317,7 @@ impl Session<'_> {
         let conn: &mut crate::pool::ServerConn = conn;
         let tracker = &mut self.tracker;
         let params = &mut self.params;
+        let ask = &mut self.ask;
         let applied = &mut conn.applied;
         let w = &mut self.wire;
         let mut head = None;
@@ -301,6 +336,8 @@ impl Session<'_> {
                     && params.observe_reported(name, value)
                 {
                     super::params::upsert(applied, name, value);
+                    // Something changed a setting: learn exactly what before release.
+                    ask.settings = true;
                 }
                 if replaying {
                     // The failed batch's own replies: the client sees the retry's instead.
@@ -405,6 +442,11 @@ impl Session<'_> {
                         }
                     }
                 }
+                Event::Parsed { id } => {
+                    if let Some(stmt) = conn.statements.get(id) {
+                        stmt.mark_validated();
+                    }
+                }
                 Event::StalePlan { id } => {
                     // The statement's result type changed: every server's plan for it is
                     // stale. A new id makes each prepare it afresh on next use.
@@ -448,6 +490,57 @@ impl Retry {
             *self = Retry::Complete(std::mem::take(buf));
         }
     }
+}
+
+/// The SQL text of a Query or Parse body.
+fn query_text(tag: u8, body: &[u8]) -> Option<&[u8]> {
+    let text = match tag {
+        b'Q' => body,
+        b'P' => parse::cstr(body)?.1,
+        _ => return None,
+    };
+    Some(parse::cstr(text)?.0)
+}
+
+/// The session-only feature a Query or Parse would use, when `session_features = "error"`.
+fn refused_feature(tag: u8, body: &[u8]) -> Option<&'static str> {
+    crate::sql::scan(query_text(tag, body)?).session_feature()
+}
+
+/// The Query or Parse body with its SQL replaced by a statement that raises `0A000` naming
+/// `feature`: the server raises it, so the error has all of Postgres's own effects (it aborts
+/// an open transaction, and an extended batch skips to Sync).
+fn refusal(tag: u8, body: &[u8], feature: &str) -> Option<Vec<u8>> {
+    let message = format!(
+        "{feature} cannot be used through Lagoon in transaction pooling mode: the state would \
+         stay on a server connection other clients share (pool.session_features = \"error\")"
+    );
+    let hint = "Set pool.session_features = \"pin\" to keep such a client on its server \
+                connection while the state exists, or use session pooling for it.";
+    let sql = format!(
+        "DO $lagoon$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = {}, HINT = {}; END$lagoon$",
+        super::params::literal(&message),
+        super::params::literal(hint)
+    );
+    let mut out = Vec::with_capacity(body.len() + sql.len());
+    match tag {
+        b'Q' => {}
+        b'P' => {
+            let (name, _) = parse::cstr(body)?;
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        _ => return None,
+    }
+    out.extend_from_slice(sql.as_bytes());
+    out.push(0);
+    if tag == b'P' {
+        // Keep the declared parameter types: the client's Bind still matches.
+        let (_, rest) = parse::cstr(body)?;
+        let (_, types) = parse::cstr(rest)?;
+        out.extend_from_slice(types);
+    }
+    Some(out)
 }
 
 /// The batch asks for a description (of its statement or portal), so the client learns the

@@ -203,8 +203,10 @@ pub async fn login(
     let pool = shared.pools.get_or_create(&config, db, user);
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 
-    let params = SessionParams::from_startup(&msg.params, options);
+    let mut params = SessionParams::from_startup(&msg.params, options);
     let server_params = learn_server_view(&pool, &params).await?;
+    // Kept as the server spells them, as the settings read back from servers are.
+    params.normalize(|k, v| pool.normalized(k, v));
     for (name, value) in server_params.iter() {
         let lower = name.to_ascii_lowercase();
         let value = match params.get(&lower) {
@@ -250,12 +252,14 @@ async fn learn_server_view(
     if let Some(sql) = params.full_sql(&conn.applied) {
         match relay::replay_returning(&mut conn, &sql).await {
             Ok(row) => {
+                let mut applied = Vec::with_capacity(row.len());
                 for ((k, v), norm) in params.desired().iter().zip(row) {
                     if let Some(norm) = norm {
                         pool.learn_normalized(k, v, &norm);
+                        applied.push((k.clone(), norm));
                     }
                 }
-                conn.applied = params.desired().to_vec();
+                conn.applied = applied;
             }
             Err(relay::ReplayError::Server(_, msg)) => {
                 conn.release();

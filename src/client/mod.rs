@@ -7,8 +7,10 @@ pub mod forward;
 mod handshake;
 pub mod login;
 pub mod params;
+pub mod probe;
 pub mod relay;
 pub mod session;
+mod session_state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,6 +140,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         max_prepared: pool_cfg.max_prepared_statements,
         statements: Default::default(),
         wire: Default::default(),
+        ask: Default::default(),
+        pinned: None,
+        probe_due: false,
+        refuse_features: pool_cfg.session_features == crate::config::SessionFeatures::Error,
     };
     session.run().await;
 }

@@ -1,8 +1,8 @@
 //! A client's session settings in transaction mode: its startup parameters (including
-//! `options=-c ...`) and the reported settings it changes later (seen as ParameterStatus), so
-//! that every server its transactions land on is first brought to the same state. The replay is
-//! a diff against what each server connection already has, so clients with equal settings pay
-//! nothing after the first transaction.
+//! `options=-c ...`) and what its own statements changed since (as the server reports it after
+//! the transaction: see `probe`), so that every server its transactions land on is first
+//! brought to the same state. The replay is a diff against what each server connection already
+//! has, so clients with equal settings pay nothing after the first transaction.
 
 /// Startup keys that are not settings.
 const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
@@ -20,6 +20,8 @@ const NOT_TRACKED: &[&str] = &[
 /// The settings one client expects on any server it uses.
 #[derive(Debug, Clone, Default)]
 pub struct SessionParams {
+    /// The startup settings: what `RESET` returns to, as on a direct connection.
+    startup: Vec<(String, String)>,
     /// (lower-case name, value), in first-set order.
     desired: Vec<(String, String)>,
 }
@@ -39,7 +41,47 @@ impl SessionParams {
             }
             me.set(k, v);
         }
+        me.startup = me.desired.clone();
         me
+    }
+
+    /// Respells every value as the server does (`f` gives the server's spelling when known),
+    /// so comparing with what a server reports needs no parsing.
+    pub fn normalize(&mut self, f: impl Fn(&str, &str) -> Option<String>) {
+        for (k, v) in self.startup.iter_mut().chain(self.desired.iter_mut()) {
+            if let Some(n) = f(k, v) {
+                *v = n;
+            }
+        }
+    }
+
+    /// Takes the server's account of the session after this client's transaction: the
+    /// settings changed in the session (`None`: a custom setting that is unset) become the
+    /// client's, everything else returns to its startup value, as `RESET` would.
+    pub fn adopt(&mut self, session: &[(String, Option<String>)]) {
+        let mut desired: Vec<(String, String)> = Vec::new();
+        // Identity first: changing the session user resets the role.
+        for first in ["session_authorization", "role"] {
+            if let Some((k, Some(v))) = session.iter().find(|(k, _)| k == first) {
+                upsert(&mut desired, k, v);
+            }
+        }
+        for (k, v) in &self.startup {
+            if !session.iter().any(|(sk, _)| sk.eq_ignore_ascii_case(k)) {
+                upsert(&mut desired, k, v);
+            }
+        }
+        for (k, v) in session {
+            match v {
+                Some(v) => upsert(&mut desired, k, v),
+                None => {
+                    if let Some((_, sv)) = self.startup.iter().find(|(sk, _)| sk == k) {
+                        upsert(&mut desired, k, sv);
+                    }
+                }
+            }
+        }
+        self.desired = desired;
     }
 
     pub fn set(&mut self, name: &str, value: &str) {
@@ -131,7 +173,7 @@ pub fn upsert(list: &mut Vec<(String, String)>, name: &str, value: &str) {
 
 /// A SQL string literal (E'' form so backslashes are unambiguous whatever
 /// standard_conforming_strings says).
-fn literal(s: &str) -> String {
+pub(super) fn literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     out.push_str("E'");
     for c in s.chars() {

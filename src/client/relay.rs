@@ -32,6 +32,15 @@ pub async fn replay_returning(
     conn: &mut ServerConn,
     sql: &str,
 ) -> Result<Vec<Option<String>>, ReplayError> {
+    let rows = query_rows(conn, sql).await?;
+    Ok(rows.into_iter().next().unwrap_or_default())
+}
+
+/// Runs `sql` (simple protocol) and returns the text values of every row it returned.
+pub async fn query_rows(
+    conn: &mut ServerConn,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, ReplayError> {
     let mut out = BytesMut::new();
     encode::query(&mut out, sql);
     conn.stream
@@ -41,7 +50,7 @@ pub async fn replay_returning(
     let mut tracker = TxnTracker::default();
     tracker.client_message(b'Q');
     let mut error = None;
-    let mut row = None;
+    let mut rows = Vec::new();
     drain(conn, &mut tracker, |tag, body| match (tag, body) {
         (b'E', Some(body)) if error.is_none() => {
             let f = parse::error_fields(body).unwrap_or_default();
@@ -50,12 +59,14 @@ pub async fn replay_returning(
                 f.message.unwrap_or("unknown error").to_owned(),
             ));
         }
-        (b'D', Some(body)) if row.is_none() => {
-            row = parse::data_row(body).map(|cols| {
-                cols.into_iter()
-                    .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
-                    .collect::<Vec<_>>()
-            });
+        (b'D', Some(body)) => {
+            if let Some(cols) = parse::data_row(body) {
+                rows.push(
+                    cols.into_iter()
+                        .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
+                        .collect::<Vec<_>>(),
+                );
+            }
         }
         _ => {}
     })
@@ -63,7 +74,7 @@ pub async fn replay_returning(
     .map_err(|_| ReplayError::Broken)?;
     match error {
         Some((code, msg)) => Err(ReplayError::Server(code, msg)),
-        None => Ok(row.unwrap_or_default()),
+        None => Ok(rows),
     }
 }
 
@@ -149,7 +160,9 @@ pub async fn cleanup(
             conn.stream.write_all(&out).await?;
             drain(&mut conn, &mut tracker, |_, _| {}).await?;
             if session_mode {
+                // DISCARD ALL reset the settings and dropped every prepared statement.
                 conn.applied.clear();
+                conn.statements.clear();
             }
         }
         Ok::<bool, std::io::Error>(tracker.releasable())

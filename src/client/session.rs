@@ -16,13 +16,16 @@ use tokio::net::TcpStream;
 
 use super::forward::Wire;
 use super::params::SessionParams;
+use super::probe::Ask;
 use super::relay;
 use crate::app::Shared;
 use crate::cancel::CancelSlot;
 use crate::error::ClientFacing;
 use crate::pool::{Pool, PooledConn};
 use crate::prepared::ClientStatements;
+use crate::protocol::codec::{HEADER_LEN, peek_header};
 use crate::protocol::messages::encode::{self, Severity};
+use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
 use crate::protocol::tracker::{ClientEvent, Flow, StreamScanner, TxnTracker, client_needs_body};
 
@@ -83,6 +86,15 @@ pub struct Session<'a> {
     pub statements: ClientStatements,
     /// What sits between the two sockets while attached: see [`super::forward`].
     pub wire: Wire,
+    /// What this client's statements since the last check may have changed in the server
+    /// session: asked of the server before it goes back to the pool (see [`super::probe`]).
+    pub ask: Ask,
+    /// The session-only state that keeps this client on its server (transaction mode).
+    pub pinned: Option<String>,
+    /// The transaction ended with `ask` pending: check the server before releasing it.
+    pub probe_due: bool,
+    /// `pool.session_features = "error"`.
+    pub refuse_features: bool,
 }
 
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
@@ -111,6 +123,7 @@ impl Session<'_> {
     pub async fn run(mut self) {
         let exit = self.run_loop().await;
         self.slot.set(None);
+        self.unpin_at_exit();
         if let Some(conn) = self.server.take() {
             let boundary =
                 self.cscan.at_boundary() && self.scanned == 0 && self.wire.sent_whole_messages();
@@ -176,6 +189,13 @@ impl Session<'_> {
             return Err(Exit::ClientGone);
         }
         if self.tracker.wants_server() || self.scanned >= ATTACH_AT {
+            if let Some(reply) = self.answer_locally() {
+                return self
+                    .client
+                    .write_all(&reply)
+                    .await
+                    .map_err(|_| Exit::ClientGone);
+            }
             return self.attach().await;
         }
         let read = tokio::select! {
@@ -187,6 +207,81 @@ impl Session<'_> {
             Ok(0) | Err(_) => Err(Exit::ClientGone),
             Ok(_) => self.scan_client(),
         }
+    }
+
+    /// Answers, without a server, a request made only of Parse of statements some server has
+    /// already accepted and Close of named statements, ended by Sync: what drivers send to
+    /// prepare ahead (pgbench -M prepared, pgjdbc) and to drop statements. Besides saving a
+    /// round trip, it matters when the client prepares synchronously while its other
+    /// connections hold every server in open transactions (pgbench with fewer threads than
+    /// clients): waiting for a server there would deadlock until checkout_timeout.
+    /// A text that fails under this client's settings (another search_path) then fails at its
+    /// first Bind instead of at Parse.
+    fn answer_locally(&mut self) -> Option<BytesMut> {
+        if self.session_mode || !self.cscan.at_boundary() {
+            return None;
+        }
+        let buf = &self.cbuf[..self.scanned];
+        let mut parsed: Vec<(&[u8], Arc<crate::prepared::Statement>)> = Vec::new();
+        let mut out = BytesMut::new();
+        let mut syncs = 0;
+        let mut off = 0;
+        let mut last = 0u8;
+        while off < buf.len() {
+            let h = peek_header(&buf[off..], usize::MAX).ok()??;
+            let body = buf.get(off + HEADER_LEN..off + h.total_len)?;
+            match h.tag {
+                b'P' => {
+                    let (name, key) = cstr(body)?;
+                    if name.is_empty()
+                        || self.statements.get(name).is_some()
+                        || parsed.iter().any(|(n, _)| *n == name)
+                    {
+                        return None;
+                    }
+                    let stmt = self.shared.statements.get(key)?;
+                    if !stmt.is_validated() {
+                        return None;
+                    }
+                    parsed.push((name, stmt));
+                    out.extend_from_slice(&[b'1', 0, 0, 0, 4]);
+                }
+                b'C' if crate::prepared::rewrite::is_named(b'C', body) => {
+                    out.extend_from_slice(&[b'3', 0, 0, 0, 4]);
+                }
+                b'S' => {
+                    syncs += 1;
+                    encode::ready_for_query(&mut out, b'I');
+                }
+                _ => return None,
+            }
+            last = h.tag;
+            off += h.total_len;
+        }
+        if last != b'S' {
+            return None;
+        }
+        // Commit: the same walk's effects.
+        let mut off = 0;
+        while let Ok(Some(h)) = peek_header(&buf[off..], usize::MAX) {
+            if h.tag == b'C'
+                && let Some((name, _)) = buf
+                    .get(off + HEADER_LEN + 1..off + h.total_len)
+                    .and_then(cstr)
+            {
+                self.statements.remove(name);
+            }
+            off += h.total_len;
+        }
+        for (name, stmt) in parsed {
+            self.statements.insert(name, stmt);
+        }
+        for _ in 0..syncs {
+            self.tracker.server_message(b'Z', Some(b"I"));
+        }
+        self.cbuf.advance(self.scanned);
+        self.scanned = 0;
+        Some(out)
     }
 
     /// Checks out a server, replays the client's settings on it, and sends it the buffered
@@ -250,6 +345,11 @@ impl Session<'_> {
     }
 
     async fn attached_step(&mut self) -> Result<(), Exit> {
+        if self.probe_due {
+            self.probe_due = false;
+            self.check_session_state().await;
+            return self.maybe_release();
+        }
         let idle_deadline = match self.idle_txn_timeout {
             Some(t) if self.tracker.idle_in_transaction() => Some(Instant::now() + t),
             _ => None,
@@ -343,6 +443,15 @@ impl Session<'_> {
             || self.scanned > 0
             || !self.wire.idle()
         {
+            return Ok(());
+        }
+        if !self.ask.is_empty() {
+            // First learn what the transaction left in the session (an async round trip:
+            // the attached loop runs it next).
+            self.probe_due = true;
+            return Ok(());
+        }
+        if self.pinned.is_some() {
             return Ok(());
         }
         if let Some(conn) = self.server.take() {

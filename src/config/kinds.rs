@@ -71,6 +71,19 @@ config_enum! {
 }
 
 config_enum! {
+    /// What transaction mode does with session-only features (LISTEN, temporary tables,
+    /// cursors WITH HOLD, session advisory locks) that would not survive a change of server
+    /// (`pool.session_features`).
+    SessionFeatures {
+        /// Keep the client on its server until the state is gone. The default.
+        #[default]
+        Pin = "pin",
+        /// Refuse the statement with `0A000`.
+        Error = "error",
+    }
+}
+
+config_enum! {
     /// How a replica is picked among the eligible ones (`routing.strategy`).
     RoutingStrategy {
         /// Lowest expected latency (peak EWMA, power of two choices). The default.

@@ -22,6 +22,7 @@ use std::path::Path;
 
 pub use model::{
     AuthType, Config, DatabaseConfig, Endpoint, NoReplica, PoolConfig, PoolMode, RoutingConfig,
+    SessionFeatures,
     RoutingStrategy, ServerConfig, SlowQueryConfig, TlsConfig, TlsMode, UserConfig,
 };
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::endpoint::Endpoint;
-pub use super::kinds::{AuthType, NoReplica, PoolMode, RoutingStrategy, TlsMode};
+pub use super::kinds::{
+    AuthType, NoReplica, PoolMode, RoutingStrategy, SessionFeatures, TlsMode,
+};
 use crate::auth::Secret;
 
 /// The whole configuration file.
@@ -153,6 +155,10 @@ pub struct PoolConfig {
     pub connect_timeout_ms: u64,
     /// Prepared statements kept per server connection (LRU beyond). Default 500.
     pub max_prepared_statements: usize,
+    /// Transaction mode and session-only features (LISTEN, temporary tables, cursors WITH
+    /// HOLD, session advisory locks): `pin` keeps the client on its server while such state
+    /// exists, `error` refuses them with `0A000`. Default `pin`.
+    pub session_features: SessionFeatures,
     /// When a client vanishes mid-transaction the proxy sends ROLLBACK and waits this long
     /// for it; past it the server connection is closed instead of reused dirty.
     /// Milliseconds; default 5000.
@@ -171,6 +177,7 @@ impl Default for PoolConfig {
             idle_transaction_timeout_ms: 0,
             connect_timeout_ms: 3_000,
             max_prepared_statements: 500,
+            session_features: SessionFeatures::Pin,
             server_rollback_timeout_ms: 5_000,
         }
     }

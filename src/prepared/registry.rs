@@ -23,6 +23,13 @@ pub struct Statement {
     /// The Parse body after the statement name: query text, NUL, parameter count and types.
     /// What the proxy sends to prepare it on a server.
     pub body: Bytes,
+    /// What running it may do to session state (`sql::effects` of its text), noted each time
+    /// a client binds it: a SET prepared once and run in many transactions changes settings in
+    /// each of them.
+    pub effects: crate::sql::Effects,
+    /// Some server accepted it (a ParseComplete came back): a client's Parse of it can be
+    /// answered without a server.
+    validated: std::sync::atomic::AtomicBool,
     /// Current id; replaced by [`Registry::invalidate`] when the statement's result type
     /// changed under a schema change, so every server prepares it afresh.
     id: AtomicU64,
@@ -31,6 +38,14 @@ pub struct Statement {
 impl Statement {
     pub fn id(&self) -> u64 {
         self.id.load(Ordering::Acquire)
+    }
+
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_validated(&self) {
+        self.validated.store(true, Ordering::Relaxed);
     }
 }
 
@@ -53,12 +68,20 @@ impl Registry {
         }
         let body = Bytes::copy_from_slice(body);
         let slot = self.map.entry(body.clone()).or_insert_with(|| {
+            let text = body.split(|&b| b == 0).next().unwrap_or_default();
             Arc::new(Statement {
+                effects: crate::sql::scan(text),
+                validated: Default::default(),
                 body,
                 id: AtomicU64::new(self.fresh_id()),
             })
         });
         Arc::clone(&slot)
+    }
+
+    /// The statement for this Parse body, if known.
+    pub fn get(&self, body: &[u8]) -> Option<Arc<Statement>> {
+        self.map.get(body).map(|s| Arc::clone(&s))
     }
 
     /// Gives `stmt` a new id, so servers that prepared the old plan are not used for it again.

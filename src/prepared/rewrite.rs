@@ -74,19 +74,29 @@ pub fn pass_through(tag: u8, body: Option<&[u8]>) -> Option<Expect> {
 }
 
 /// Rewrites one named-statement message (see [`is_named`]) into `out`. A body too malformed
-/// to read is forwarded as is, for the server to reject.
-pub fn rewrite(ctx: &mut Ctx<'_>, tag: u8, body: &[u8], out: &mut BytesMut) {
+/// to read is forwarded as is, for the server to reject. Returns the statement a Bind runs, so
+/// the caller can note what running it does.
+pub fn rewrite(
+    ctx: &mut Ctx<'_>,
+    tag: u8,
+    body: &[u8],
+    out: &mut BytesMut,
+) -> Option<Arc<Statement>> {
     let done = match tag {
-        b'P' => parse(ctx, body, out),
+        b'P' => parse(ctx, body, out).map(|()| None),
         b'B' => bind(ctx, body, out),
-        b'D' => describe(ctx, body, out),
-        b'C' => close(ctx, body),
+        b'D' => describe(ctx, body, out).map(|()| None),
+        b'C' => close(ctx, body).map(|()| None),
         _ => None,
     };
-    if done.is_none() {
-        put_message(out, tag, |o| o.put_slice(body));
-        if let Some(e) = pass_through(tag, Some(body)) {
-            ctx.replies.push(e);
+    match done {
+        Some(bound) => bound,
+        None => {
+            put_message(out, tag, |o| o.put_slice(body));
+            if let Some(e) = pass_through(tag, Some(body)) {
+                ctx.replies.push(e);
+            }
+            None
         }
     }
 }
@@ -123,12 +133,13 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
     Some(())
 }
 
-fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
+fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<Option<Arc<Statement>>> {
     let (portal, rest) = cstr(body)?;
     let (name, tail) = cstr(rest)?;
-    let names = match ctx.client.get(name).cloned() {
+    let bound = ctx.client.get(name).cloned();
+    let names = match &bound {
         Some(stmt) => {
-            let id = ensure(ctx, &stmt, out);
+            let id = ensure(ctx, stmt, out);
             put_message(out, b'B', |o| {
                 put_cstr(o, portal);
                 put_server_name(o, id);
@@ -146,7 +157,7 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
         }
     };
     ctx.replies.push(Expect::Bind { names });
-    Some(())
+    Some(bound)
 }
 
 fn describe(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
@@ -228,7 +239,7 @@ fn put_cstr(out: &mut BytesMut, s: &[u8]) {
 }
 
 /// Appends one message: tag, length (patched after `body` wrote), body.
-fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+pub fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     let start = out.len();
     out.put_u8(tag);
     out.put_i32(0);

@@ -61,6 +61,10 @@ impl ServerStatements {
         Some(victim)
     }
 
+    pub fn get(&self, id: u64) -> Option<&Arc<Statement>> {
+        self.used.get(&id).map(|(_, s)| s)
+    }
+
     pub fn remove(&mut self, id: u64) {
         self.used.remove(&id);
     }

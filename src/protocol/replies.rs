@@ -104,6 +104,8 @@ pub enum Event {
     },
     /// Binding statement `id` failed with `0A000 cached plan must not change result type`.
     StalePlan { id: u64 },
+    /// A Parse preparing registry statement `id` succeeded.
+    Parsed { id: u64 },
 }
 
 const STALE_PLAN_CODE: &str = "0A000";
@@ -188,8 +190,13 @@ impl ReplyQueue {
                 Verdict::Forward
             }
             b'1' => match front {
-                Expect::Parse { swallow, .. } => {
+                Expect::Parse {
+                    swallow, prepares, ..
+                } => {
                     let swallow = *swallow;
+                    if let Some(id) = prepares {
+                        events.push(Event::Parsed { id: *id });
+                    }
                     self.q.pop_front();
                     if swallow {
                         Verdict::Swallow
