@@ -15,9 +15,10 @@
 //! forwarding), shutdown (SIGTERM drain, SIGINT fast).
 //! ```
 //!
-//! `protocol` is sans-IO and never touches a socket; everything that does lives in `net`,
-//! `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is built once
-//! and handed down, so one test process can run several proxies.
+//! `protocol` and `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
+//! temporary tables, ...) are sans-IO and never touch a socket; everything that does lives in
+//! `net`, `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is
+//! built once and handed down, so one test process can run several proxies.
 
 pub mod app;
 pub mod auth;
@@ -32,5 +33,6 @@ pub mod pool;
 pub mod prepared;
 pub mod protocol;
 pub mod shutdown;
+pub mod sql;
 #[cfg(test)]
 mod test_rng;
