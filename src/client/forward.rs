@@ -19,8 +19,9 @@ use crate::prepared::registry::server_name;
 use crate::prepared::rewrite::{self, Ctx};
 use crate::protocol::codec::{HEADER_LEN, peek_header};
 use crate::protocol::messages::parse;
-use crate::protocol::replies::{self, Event, ReplyQueue, Verdict};
+use crate::protocol::replies::{self, Event, Expect, ReplyQueue, Verdict};
 use crate::protocol::tracker::{Flow, IDLE, StreamScanner, client_needs_body, server_needs_body};
+use crate::sql::Flags;
 
 /// Server messages are trusted for size (Postgres bounds them itself); only their headers are
 /// read, so no bound short of the protocol's own is needed.
@@ -171,6 +172,24 @@ impl Session<'_> {
                 None
             };
             let named = rewrite_on && rewrite::is_named(h.tag, body);
+            if rewrite_on
+                && h.tag == b'Q'
+                && let Some(names) = local_deallocate(&self.statements, &self.sql_prepared, body)
+            {
+                // DEALLOCATE of the client's protocol-level statements (pgx drops statements
+                // this way): they are the proxy's to drop. The server runs an empty query, so
+                // the reply keeps its place and its transaction status.
+                for n in names {
+                    self.statements.remove(&n);
+                }
+                conn.statements.new_batch();
+                rewrite::put_message(&mut w.sout, b'Q', |o| o.extend_from_slice(&[0]));
+                w.replies.push(Expect::QueryDoneAs("DEALLOCATE"));
+                w.retry.record(&self.cbuf[..h.total_len], false);
+                self.cbuf.advance(h.total_len);
+                self.scanned -= h.total_len;
+                return true;
+            }
             if refused.is_some() || named {
                 let replaced;
                 let body = match refused.and_then(|f| refusal(h.tag, body, f)) {
@@ -210,6 +229,12 @@ impl Session<'_> {
         let replies = &mut w.replies;
         let server_set = &mut conn.statements;
         let ask = &mut self.ask;
+        let client_names = &self.statements;
+        let sql_prepared = &self.sql_prepared;
+        let captured = &mut self.captured;
+        // With standard_conforming_strings off, backslashes escape quotes in '...' strings: a
+        // scan that assumed otherwise could miss a SET hidden after one.
+        let std_strings = self.params.get("standard_conforming_strings") != Some("off");
         let recording = matches!(w.retry, Retry::Recording(_));
         let mut ends_batch = false;
         let mut retryable = true;
@@ -224,9 +249,25 @@ impl Session<'_> {
                 if let (b'Q' | b'P', Some(b)) = (tag, body)
                     && let Some(text) = query_text(tag, b)
                 {
-                    let effects = crate::sql::scan(text);
+                    let effects = crate::sql::effects::scan_with(text, std_strings);
                     if refuse_on && effects.session_feature().is_some() {
                         return Flow::StopBefore;
+                    }
+                    // Must agree with the head check in this function, or nothing is planned.
+                    if rewrite_on
+                        && tag == b'Q'
+                        && effects.flags == Flags::DEALLOCATE
+                        && local_deallocate(client_names, sql_prepared, b).is_some()
+                    {
+                        return Flow::StopBefore;
+                    }
+                    for p in &effects.prepares {
+                        if let (Ok(name), Some(Ok(text))) = (
+                            std::str::from_utf8(&p.name),
+                            text.get(p.range.clone()).map(std::str::from_utf8),
+                        ) {
+                            captured.push((name.to_owned(), text.to_owned()));
+                        }
                     }
                     ask.note(&effects);
                 }
@@ -490,6 +531,33 @@ impl Retry {
             *self = Retry::Complete(std::mem::take(buf));
         }
     }
+}
+
+/// The names, when a Query is a lone `DEALLOCATE` of this client's protocol-level statements
+/// (not SQL-level ones: those are the server's own).
+fn local_deallocate(
+    statements: &crate::prepared::ClientStatements,
+    sql_prepared: &[(String, String)],
+    body: &[u8],
+) -> Option<Vec<Vec<u8>>> {
+    let text = query_text(b'Q', body)?;
+    let e = crate::sql::scan(text);
+    if e.flags != Flags::DEALLOCATE || e.deallocate_all || e.deallocated.is_empty() {
+        return None;
+    }
+    // One statement only: anything after it would run without its own reply otherwise.
+    let trimmed = text.trim_ascii();
+    let trimmed = trimmed.strip_suffix(b";").unwrap_or(trimmed);
+    if trimmed.contains(&b';') {
+        return None;
+    }
+    let all_ours = e.deallocated.iter().all(|n| {
+        statements.get(n).is_some()
+            && !sql_prepared
+                .iter()
+                .any(|(s, _)| s.as_bytes() == n.as_slice())
+    });
+    all_ours.then_some(e.deallocated)
 }
 
 /// The SQL text of a Query or Parse body.

@@ -144,6 +144,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         pinned: None,
         probe_due: false,
         refuse_features: pool_cfg.session_features == crate::config::SessionFeatures::Error,
+        sql_prepared: Vec::new(),
+        captured: Vec::new(),
     };
     session.run().await;
 }

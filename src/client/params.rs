@@ -187,6 +187,11 @@ pub(super) fn literal(s: &str) -> String {
     out
 }
 
+/// A quoted identifier (one name, quotes doubled).
+pub(super) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// A quoted identifier, with dots kept as separators for custom `prefix.name` settings.
 fn ident(s: &str) -> String {
     s.split('.')

@@ -22,6 +22,9 @@ pub struct Ask {
     /// The protocol-level prepared statements the server still has (after DEALLOCATE or
     /// DISCARD).
     pub statements: bool,
+    /// The SQL-level prepared statements (names) the session holds (after PREPARE,
+    /// DEALLOCATE or DISCARD).
+    pub sql_statements: bool,
     /// The client dropped all its prepared statements (`DEALLOCATE ALL`, `DISCARD ALL`): if
     /// the server confirms, so does the proxy for the client's protocol-level ones.
     pub drop_statements: bool,
@@ -29,12 +32,16 @@ pub struct Ask {
 
 impl Ask {
     pub fn is_empty(&self) -> bool {
-        !self.settings && !self.features && !self.statements && self.custom.is_empty()
+        !self.settings
+            && !self.features
+            && !self.statements
+            && !self.sql_statements
+            && self.custom.is_empty()
     }
 
     /// What to ask after a statement with these effects ran.
     pub fn note(&mut self, e: &Effects) {
-        if e.is_empty() {
+        if e.is_empty() && e.custom_settings.is_empty() {
             return;
         }
         self.settings |= e.has(Flags::SETTINGS | Flags::DISCARD_ALL | Flags::OPAQUE) || e.reset_all;
@@ -49,11 +56,11 @@ impl Ask {
                 | Flags::DROP
                 | Flags::DISCARD_ALL
                 | Flags::DISCARD_OTHER
-                | Flags::PREPARE
-                | Flags::DEALLOCATE
                 | Flags::OPAQUE,
         );
         self.statements |= e.has(Flags::DEALLOCATE | Flags::DISCARD_ALL | Flags::OPAQUE);
+        self.sql_statements |=
+            e.has(Flags::PREPARE | Flags::DEALLOCATE | Flags::DISCARD_ALL | Flags::OPAQUE);
         self.drop_statements |= e.deallocate_all || e.has(Flags::DISCARD_ALL);
         for c in &e.custom_settings {
             let c = String::from_utf8_lossy(c).into_owned();
@@ -62,7 +69,6 @@ impl Ask {
             }
         }
     }
-
 }
 
 /// The answer.
@@ -75,6 +81,8 @@ pub struct Answer {
     pub features: Vec<String>,
     /// Names of the protocol-level prepared statements the server holds, when asked.
     pub statements: Option<Vec<String>>,
+    /// Names of the SQL-level prepared statements the server holds, when asked.
+    pub sql_statements: Option<Vec<String>>,
 }
 
 /// The session features, as named in the answer and in errors.
@@ -82,7 +90,6 @@ pub const LISTEN: &str = "LISTEN";
 pub const TEMP: &str = "temporary tables";
 pub const HOLD: &str = "cursors WITH HOLD";
 pub const ADVISORY: &str = "session advisory locks";
-pub const SQL_PREPARE: &str = "SQL prepared statements";
 
 /// The query for `ask`. `login_user` is the user the server connection logged in as: a
 /// session authorization other than it was set by the client.
@@ -125,13 +132,17 @@ pub fn sql(ask: &Ask, login_user: &str) -> String {
                 "pg_catalog.pg_locks WHERE locktype = 'advisory' \
                  AND pid = pg_catalog.pg_backend_pid()",
             ),
-            (SQL_PREPARE, "pg_catalog.pg_prepared_statements WHERE from_sql"),
         ] {
             parts.push(format!(
                 "SELECT 'f', {}, NULL FROM {from} HAVING count(*) > 0",
                 literal(feature)
             ));
         }
+    }
+    if ask.sql_statements {
+        parts.push(
+            "SELECT 'x', name, NULL FROM pg_catalog.pg_prepared_statements WHERE from_sql".into(),
+        );
     }
     if ask.statements {
         parts.push(
@@ -146,6 +157,7 @@ pub fn sql(ask: &Ask, login_user: &str) -> String {
 pub fn answer(ask: &Ask, rows: Vec<Vec<Option<String>>>) -> Answer {
     let mut a = Answer {
         statements: ask.statements.then(Vec::new),
+        sql_statements: ask.sql_statements.then(Vec::new),
         ..Answer::default()
     };
     for row in rows {
@@ -156,13 +168,20 @@ pub fn answer(ask: &Ask, rows: Vec<Vec<Option<String>>>) -> Answer {
             continue;
         };
         match kind.as_str() {
-            "s" => a.settings.push((name, value)),
+            // pg_settings spells some names in mixed case (TimeZone); settings lists are
+            // lower-case throughout.
+            "s" => a.settings.push((name.to_ascii_lowercase(), value)),
             // An empty value is kept: a placeholder once set reads as '' (not NULL) for the
             // rest of the session, and the client's next server must read the same.
             "c" => a.settings.push((name, value)),
             "f" => a.features.push(name),
             "p" => {
                 if let Some(s) = a.statements.as_mut() {
+                    s.push(name);
+                }
+            }
+            "x" => {
+                if let Some(s) = a.sql_statements.as_mut() {
                     s.push(name);
                 }
             }
@@ -193,7 +212,7 @@ mod tests {
         };
         let q = sql(&all, "o'brien");
         assert!(q.contains("session_user <> E'o''brien'"));
-        assert_eq!(q.matches(" UNION ALL ").count(), 3 + 5 + 1 - 1);
+        assert_eq!(q.matches(" UNION ALL ").count(), 3 + 4 + 1 - 1);
     }
 
     #[test]
@@ -222,6 +241,7 @@ mod tests {
         let a = answer(
             &ask,
             vec![
+                vec![s("s"), s("TimeZone"), s("UTC")],
                 vec![s("s"), s("work_mem"), s("8MB")],
                 vec![s("c"), s("app.x"), s("")],
                 vec![s("c"), s("app.y"), None],
@@ -233,6 +253,7 @@ mod tests {
         assert_eq!(
             a.settings,
             vec![
+                ("timezone".into(), s("UTC")),
                 ("work_mem".into(), s("8MB")),
                 ("app.x".into(), s("")),
                 ("app.y".into(), None)

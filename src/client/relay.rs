@@ -78,6 +78,35 @@ pub async fn query_rows(
     }
 }
 
+/// Runs each statement as its own Query (pipelined, one round trip), so one failing does not
+/// undo the others; returns whether each succeeded.
+pub async fn replay_each(conn: &mut ServerConn, sqls: &[String]) -> Result<Vec<bool>, ReplayError> {
+    let mut out = BytesMut::new();
+    let mut tracker = TxnTracker::default();
+    for sql in sqls {
+        encode::query(&mut out, sql);
+        tracker.client_message(b'Q');
+    }
+    conn.stream
+        .write_all(&out)
+        .await
+        .map_err(|_| ReplayError::Broken)?;
+    let mut ok = vec![true; sqls.len()];
+    let mut i = 0;
+    drain(conn, &mut tracker, |tag, _| match tag {
+        b'E' => {
+            if let Some(slot) = ok.get_mut(i) {
+                *slot = false;
+            }
+        }
+        b'Z' => i += 1,
+        _ => {}
+    })
+    .await
+    .map_err(|_| ReplayError::Broken)?;
+    Ok(ok)
+}
+
 /// On its own account the proxy also reads the rows (replays return one small row).
 fn own_needs_body(tag: u8) -> bool {
     tag == b'D' || server_needs_body(tag)
@@ -163,6 +192,7 @@ pub async fn cleanup(
                 // DISCARD ALL reset the settings and dropped every prepared statement.
                 conn.applied.clear();
                 conn.statements.clear();
+                conn.sql_prepared.clear();
             }
         }
         Ok::<bool, std::io::Error>(tracker.releasable())

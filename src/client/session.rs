@@ -95,6 +95,11 @@ pub struct Session<'a> {
     pub probe_due: bool,
     /// `pool.session_features = "error"`.
     pub refuse_features: bool,
+    /// This client's SQL-level prepared statements (name, PREPARE text), replayed on each
+    /// server it lands on.
+    pub sql_prepared: Vec<(String, String)>,
+    /// PREPARE statements seen since the last probe, for their text.
+    pub captured: Vec<(String, String)>,
 }
 
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
@@ -310,12 +315,56 @@ impl Session<'_> {
                 Err(relay::ReplayError::Broken) => return Err(Exit::server_lost()),
             }
         }
+        self.sync_sql_prepared(&mut conn).await?;
         self.slot.set(Some(Arc::clone(&conn.cancel)));
         self.server = Some(conn);
         self.wire.attached();
         // The request goes out through the attached loop, which also reads the replies: a
         // request bigger than the socket buffers cannot deadlock against them.
         self.write_server()
+    }
+
+    /// Brings the server's SQL-level prepared statements to this client's: its own prepared
+    /// (from their PREPARE text), anyone else's deallocated, as a direct connection would have
+    /// them. A statement that no longer prepares (its table is gone) is dropped: the client's
+    /// EXECUTE of it then fails as if deallocated.
+    async fn sync_sql_prepared(&mut self, conn: &mut PooledConn) -> Result<(), Exit> {
+        if self.sql_prepared.is_empty() && conn.sql_prepared.is_empty() {
+            return Ok(());
+        }
+        let mut sqls = Vec::new();
+        for (name, text) in &conn.sql_prepared {
+            if !self
+                .sql_prepared
+                .iter()
+                .any(|(n, t)| n == name && t == text)
+            {
+                sqls.push(format!("DEALLOCATE {}", super::params::quote_ident(name)));
+            }
+        }
+        let first_prepare = sqls.len();
+        let missing: Vec<(String, String)> = self
+            .sql_prepared
+            .iter()
+            .filter(|s| !conn.sql_prepared.contains(s))
+            .cloned()
+            .collect();
+        sqls.extend(missing.iter().map(|(_, t)| t.clone()));
+        if sqls.is_empty() {
+            return Ok(());
+        }
+        let ok = match relay::replay_each(conn, &sqls).await {
+            Ok(ok) => ok,
+            Err(_) => return Err(Exit::server_lost()),
+        };
+        for ((name, _), ok) in missing.iter().zip(&ok[first_prepare..]) {
+            if !ok {
+                tracing::info!(statement = %name, "a client's SQL prepared statement no longer prepares; dropped");
+                self.sql_prepared.retain(|(n, _)| n != name);
+            }
+        }
+        conn.sql_prepared = self.sql_prepared.clone();
+        Ok(())
     }
 
     /// Answers a request that could not get a server: an error, then the ReadyForQuery

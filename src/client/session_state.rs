@@ -66,6 +66,24 @@ impl Session<'_> {
                 self.statements.clear();
             }
         }
+        if let Some(names) = answer.sql_statements {
+            let captured = std::mem::take(&mut self.captured);
+            let text_of = |name: &str| {
+                captured
+                    .iter()
+                    .rev()
+                    .chain(conn.sql_prepared.iter())
+                    .chain(self.sql_prepared.iter())
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.clone())
+            };
+            let now: Vec<(String, String)> = names
+                .into_iter()
+                .filter_map(|n| text_of(&n).map(|t| (n, t)))
+                .collect();
+            conn.sql_prepared = now.clone();
+            self.sql_prepared = now;
+        }
         if ask.features {
             self.set_pinned(answer.features.first().cloned());
         }

@@ -22,8 +22,8 @@ use std::path::Path;
 
 pub use model::{
     AuthType, Config, DatabaseConfig, Endpoint, NoReplica, PoolConfig, PoolMode, RoutingConfig,
-    SessionFeatures,
-    RoutingStrategy, ServerConfig, SlowQueryConfig, TlsConfig, TlsMode, UserConfig,
+    RoutingStrategy, ServerConfig, SessionFeatures, SlowQueryConfig, TlsConfig, TlsMode,
+    UserConfig,
 };
 
 /// One thing wrong with a config file.

@@ -14,9 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::endpoint::Endpoint;
-pub use super::kinds::{
-    AuthType, NoReplica, PoolMode, RoutingStrategy, SessionFeatures, TlsMode,
-};
+pub use super::kinds::{AuthType, NoReplica, PoolMode, RoutingStrategy, SessionFeatures, TlsMode};
 use crate::auth::Secret;
 
 /// The whole configuration file.

@@ -130,6 +130,9 @@ pub struct Pool {
 /// without limit. When full it is cleared and relearnt.
 const MAX_NORMALIZED: usize = 4096;
 
+// Boxing the connection would cost an allocation per checkout; the plan lives on the stack
+// for an instant.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     Got(ServerConn),
     Connect,
@@ -307,6 +310,7 @@ impl Pool {
                     last_used: now,
                     applied: Vec::new(),
                     statements: Default::default(),
+                    sql_prepared: Vec::new(),
                     id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
                     cancel: Arc::new(CancelTarget {
                         host: self.target.host.clone(),

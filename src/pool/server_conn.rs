@@ -21,6 +21,8 @@ pub struct ServerConn {
     pub applied: Vec<(String, String)>,
     /// Registry statements prepared on this connection (see `prepared`).
     pub statements: crate::prepared::ServerStatements,
+    /// SQL-level prepared statements (`PREPARE`) the session holds: (name, PREPARE text).
+    pub sql_prepared: Vec<(String, String)>,
     /// Process-unique id, for logs.
     pub id: u64,
     /// The server's BackendKeyData and address: where a client's CancelRequest goes while

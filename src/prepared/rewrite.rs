@@ -67,6 +67,7 @@ pub fn pass_through(tag: u8, body: Option<&[u8]>) -> Option<Expect> {
         b'C' => Expect::Close { swallow: false },
         b'S' => Expect::Sync,
         b'Q' => Expect::Query,
+        // (A Query answered by the proxy uses `Expect::QueryDoneAs`, pushed by its caller.)
         b'F' => Expect::FunctionCall,
         b'c' | b'f' => Expect::CopyEnd,
         _ => return None,

@@ -68,6 +68,9 @@ pub enum Expect {
     },
     Sync,
     Query,
+    /// A Query the proxy replaced with an empty one (it did the work itself): the server's
+    /// EmptyQueryResponse becomes CommandComplete with this tag.
+    QueryDoneAs(&'static str),
     FunctionCall,
     /// The client's CopyDone or CopyFail: no reply of its own, but it ends the window in which
     /// the server ignores Syncs (see [`ReplyQueue::server_message`] on CopyInResponse).
@@ -77,7 +80,10 @@ pub enum Expect {
 
 impl Expect {
     fn is_sync_like(&self) -> bool {
-        matches!(self, Expect::Sync | Expect::Query | Expect::FunctionCall)
+        matches!(
+            self,
+            Expect::Sync | Expect::Query | Expect::QueryDoneAs(_) | Expect::FunctionCall
+        )
     }
 }
 
@@ -232,6 +238,17 @@ impl ReplyQueue {
                     self.q.pop_front();
                 }
                 Verdict::Forward
+            }
+            b'I' if matches!(front, Expect::QueryDoneAs(_)) => {
+                let Expect::QueryDoneAs(tag) = front else {
+                    return Verdict::Forward;
+                };
+                let mut out = BytesMut::with_capacity(tag.len() + 6);
+                out.put_u8(b'C');
+                out.put_i32((tag.len() + 5) as i32);
+                out.put_slice(tag.as_bytes());
+                out.put_u8(0);
+                Verdict::Replace(out)
             }
             b'C' | b'I' | b's' => {
                 if matches!(front, Expect::Execute) {

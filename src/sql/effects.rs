@@ -271,7 +271,16 @@ impl Scanner<'_> {
 
     /// `SET ...` after the keyword.
     fn set(&mut self) {
-        if [&b"local"[..], b"transaction", b"constraints"]
+        if self.eat_kw(b"local") {
+            // Transaction-scoped, so no SETTINGS; but a custom name is recorded: once set, a
+            // placeholder reads as '' (not NULL) for the rest of the session, on every server
+            // the client uses.
+            if let Some(name) = self.var_name() {
+                push_once(&mut self.fx.custom_settings, name);
+            }
+            return;
+        }
+        if [&b"transaction"[..], b"constraints"]
             .iter()
             .any(|kw| self.peek_kw(kw))
         {

@@ -4,6 +4,7 @@
 mod auth;
 mod cancel;
 mod cli;
+mod drivers;
 mod faultkit;
 mod faults;
 mod handshake;
@@ -12,6 +13,8 @@ mod load;
 mod login_wire;
 mod params;
 mod pool;
+mod prepared;
 mod protocol;
+mod session_state;
 mod shutdown;
 mod smoke;

@@ -269,7 +269,6 @@ async fn a_set_of_a_reported_parameter_follows_its_client_only() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: startup settings replayed with set_config(..., false) become SET values: RESET/RESET ALL drop them"]
 async fn reset_returns_to_the_startup_value() {
     let extra = "application_name=params-reset \
                  options='-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY -c search_path=pg_catalog'";

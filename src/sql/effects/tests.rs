@@ -329,10 +329,12 @@ fn custom_settings_are_named() {
             "SET x.y = 1; SELECT set_config('p.q', '', false)",
             &["x.y", "p.q"],
         ),
-        // Plain names, non-literal names and transaction-scoped SETs are not recorded.
+        // SET LOCAL changes nothing past the transaction, but the placeholder it creates
+        // does: its custom name is recorded (without SETTINGS).
+        ("SET LOCAL myapp.tenant = 1", &["myapp.tenant"]),
+        // Plain names and non-literal names are not recorded.
         ("SET search_path = a", &[]),
         ("SET TIME ZONE 'UTC'", &[]),
-        ("SET LOCAL myapp.tenant = 1", &[]),
         ("RESET ALL", &[]),
         ("SELECT set_config('work_mem', '1MB', false)", &[]),
         ("SELECT set_config($1, 'v', false)", &[]),
