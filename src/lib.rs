@@ -8,8 +8,12 @@
 //!   -> client::session      the pooling loop, one request at a time
 //!        protocol::codec    frame client bytes; buffer a whole request (up to Sync or Query)
 //!        pool               checkout(deadline) -> PooledConn (check-in or discard on drop)
-//!        client::relay      write request, stream replies back unchanged; protocol::tracker
-//!                           finds the transaction boundary (ReadyForQuery status)
+//!        client::forward    write request (named statements rewritten by `prepared`), stream
+//!                           replies back; protocol::tracker finds the transaction boundary,
+//!                           protocol::replies adds/drops the replies the rewriting changed
+//!        client::probe      after a transaction that may have changed session state
+//!                           (`sql::effects` says), ask the server; settings follow the client,
+//!                           session-only state pins it
 //!   -> server socket        pool::connect: TCP + startup + auth
 //! side tasks: pool::maintain (idle reaping, min_idle, lifetime), cancel (CancelRequest
 //! forwarding), shutdown (SIGTERM drain, SIGINT fast).
