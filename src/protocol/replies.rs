@@ -204,11 +204,7 @@ impl ReplyQueue {
                         events.push(Event::Parsed { id: *id });
                     }
                     self.q.pop_front();
-                    if swallow {
-                        Verdict::Swallow
-                    } else {
-                        Verdict::Forward
-                    }
+                    swallowed_if(swallow)
                 }
                 _ => Verdict::Forward,
             },
@@ -216,11 +212,7 @@ impl ReplyQueue {
                 Expect::Close { swallow } => {
                     let swallow = *swallow;
                     self.q.pop_front();
-                    if swallow {
-                        Verdict::Swallow
-                    } else {
-                        Verdict::Forward
-                    }
+                    swallowed_if(swallow)
                 }
                 _ => Verdict::Forward,
             },
@@ -322,6 +314,15 @@ impl ReplyQueue {
             }
         }
         verdict
+    }
+}
+
+/// The reply to a message the proxy sent on its own account is not the client's.
+fn swallowed_if(swallow: bool) -> Verdict {
+    if swallow {
+        Verdict::Swallow
+    } else {
+        Verdict::Forward
     }
 }
 

@@ -389,23 +389,6 @@ async fn node_postgres_named_queries_through_a_pool_of_three() {
 // ---------------------------------------------------------------------------------------------
 // pgbench -M prepared
 
-/// Checks a pgbench run: exit 0, every transaction processed, none failed.
-fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_success(what, out);
-    let processed = format!("number of transactions actually processed: {expected}/{expected}");
-    assert!(
-        stdout.contains(&processed),
-        "{what}: expected \"{processed}\"\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        stdout.contains("number of failed transactions: 0 "),
-        "{what}: failed transactions\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    eprintln!("{what}:\n{stdout}");
-}
-
 /// pgbench's prepared mode (Parse once per connection of each script command as a named
 /// statement, then Bind by name) with 8 clients on a pool of 3 and churn: select-only, then
 /// the default TPC-B-like script, whose balances must add up afterwards.

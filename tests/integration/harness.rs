@@ -252,3 +252,20 @@ where
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
 }
+
+/// Checks a pgbench run: exit 0, every transaction processed, none failed.
+pub fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_success(what, out);
+    let processed = format!("number of transactions actually processed: {expected}/{expected}");
+    assert!(
+        stdout.contains(&processed),
+        "{what}: expected \"{processed}\"\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("number of failed transactions: 0 "),
+        "{what}: failed transactions\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    eprintln!("{what}:\n{stdout}");
+}

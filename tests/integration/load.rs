@@ -10,23 +10,6 @@ use crate::harness::*;
 /// pgbench gets its own database: its table names are fixed.
 const BENCH_DB: &str = "lagoon_bench";
 
-/// Checks a pgbench run: exit 0, every transaction processed, none failed.
-fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_success(what, out);
-    let processed = format!("number of transactions actually processed: {expected}/{expected}");
-    assert!(
-        stdout.contains(&processed),
-        "{what}: expected \"{processed}\"\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        stdout.contains("number of failed transactions: 0 "),
-        "{what}: failed transactions\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    eprintln!("{what}:\n{stdout}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_simple_extended_and_reconnecting() {
     let c = cluster();
