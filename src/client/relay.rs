@@ -143,13 +143,13 @@ where
 
 /// Brings a server whose client left back to a clean idle state and returns it to the pool,
 /// or closes it. A request still running is cancelled first, an open COPY is failed, an open
-/// extended batch is synced, an open transaction is rolled back; session mode also runs
-/// DISCARD ALL. Bounded by `timeout` (pool.server_rollback_timeout_ms).
+/// extended batch is synced, an open transaction is rolled back; `reset` (session mode, or a
+/// client that held session state) also runs DISCARD ALL. Bounded by `timeout` (pool.server_rollback_timeout_ms).
 pub async fn cleanup(
     mut conn: PooledConn,
     mut tracker: TxnTracker,
     at_boundary: bool,
-    session_mode: bool,
+    reset: bool,
     timeout: Duration,
 ) {
     if !at_boundary {
@@ -181,14 +181,14 @@ pub async fn cleanup(
             encode::query(&mut out, "ROLLBACK");
             tracker.client_message(b'Q');
         }
-        if session_mode {
+        if reset {
             encode::query(&mut out, "DISCARD ALL");
             tracker.client_message(b'Q');
         }
         if !out.is_empty() {
             conn.stream.write_all(&out).await?;
             drain(&mut conn, &mut tracker, |_, _| {}).await?;
-            if session_mode {
+            if reset {
                 // DISCARD ALL reset the settings and dropped every prepared statement.
                 conn.applied.clear();
                 conn.statements.clear();

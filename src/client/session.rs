@@ -128,6 +128,9 @@ impl Session<'_> {
     pub async fn run(mut self) {
         let exit = self.run_loop().await;
         self.slot.set(None);
+        // A client that leaves holding session state (pinned, or with state not yet checked)
+        // must not leave it to the next client: its server is reset with DISCARD ALL.
+        let reset = self.session_mode || self.pinned.is_some() || !self.ask.is_empty();
         self.unpin_at_exit();
         if let Some(conn) = self.server.take() {
             let boundary =
@@ -140,7 +143,7 @@ impl Session<'_> {
                     conn,
                     self.tracker.clone(),
                     boundary,
-                    self.session_mode,
+                    reset,
                     self.rollback_timeout,
                 ));
             }

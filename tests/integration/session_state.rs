@@ -979,3 +979,42 @@ async fn session_features_error_refuses_with_0a000_through_lagoon() {
     );
     assert_eq!(one(&c, "SELECT 'usable'").await, "usable");
 }
+
+/// A pinned client that disconnects leaves nothing behind: the server it held is reset before
+/// the next client gets it (one server, so the next client surely gets that one).
+#[tokio::test]
+async fn a_pinned_client_leaving_leaves_no_state_behind() {
+    let proxy = start_proxy("size = 1", "").await;
+    let pinned = proxy.connect().await;
+    pinned
+        .batch_execute(
+            "LISTEN ss_leaver; CREATE TEMP TABLE ss_leaver_t(a int); \
+             SELECT pg_advisory_lock(4242); SET statement_timeout = '7s'",
+        )
+        .await
+        .unwrap();
+    let pid: i32 = pinned
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(pinned);
+    let next = proxy.connect().await;
+    // The pool has one server: this waits until the leaver's server is back, reset.
+    let row = next
+        .query_one(
+            "SELECT pg_backend_pid(), \
+             (SELECT count(*) FROM pg_listening_channels()), \
+             (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()), \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
+             current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), pid, "the same server connection");
+    assert_eq!(row.get::<_, i64>(1), 0, "no LISTEN left");
+    assert_eq!(row.get::<_, i64>(2), 0, "no temp table left");
+    assert_eq!(row.get::<_, i64>(3), 0, "no advisory lock left");
+    assert_eq!(row.get::<_, String>(4), "0", "no setting left");
+}
