@@ -48,6 +48,24 @@ pub struct Wire {
     retry: Retry,
     /// Something of the batch in flight has reached the client: too late to retry it.
     replied: bool,
+    /// Extended-protocol messages were planned since the last Sync: an implicit transaction
+    /// may be open, which a retried batch would not redo.
+    open_batch: bool,
+    /// What to do with the message at the head of the client buffer, decided by the scan that
+    /// stopped before it (one scan of its SQL, and no chance of two checks disagreeing).
+    head_plan: Option<HeadPlan>,
+    /// A reply the server skipped left this connection's prepared set unknown: close it
+    /// instead of reusing it.
+    pub suspect: bool,
+}
+
+/// A Query or Parse the proxy handles itself, found by the write-time scan.
+#[derive(Debug)]
+enum HeadPlan {
+    /// Replace its SQL with an error (`session_features = "error"`, reserved names).
+    Refuse(String),
+    /// A lone DEALLOCATE of these protocol-level statements of the client.
+    Deallocate(Vec<Vec<u8>>),
 }
 
 /// Keeping a batch for re-sending after `0A000 cached plan must not change result type`.
@@ -111,7 +129,13 @@ impl Session<'_> {
                 (&self.cbuf[..self.wire.raw], true)
             } else if self.scanned > 0 {
                 if !self.plan() {
-                    break;
+                    // Scanned bytes that cannot be planned are a bug; waiting for the socket
+                    // again would spin on it. End this client rather than the process's CPU.
+                    tracing::error!("client bytes could not be forwarded; ending the session");
+                    return Err(Exit::fatal(
+                        crate::protocol::sqlstate::INTERNAL_ERROR,
+                        "internal error in Lagoon while forwarding this request",
+                    ));
                 }
                 continue;
             } else {
@@ -151,7 +175,7 @@ impl Session<'_> {
             w.retry = match std::mem::take(&mut w.retry) {
                 // The batch being re-sent: once is enough.
                 Retry::Retried => Retry::Off,
-                _ if rewrite_on && self.tracker.status() == IDLE => {
+                _ if rewrite_on && self.tracker.status() == IDLE && !w.open_batch => {
                     Retry::Recording(BytesMut::new())
                 }
                 _ => Retry::Off,
@@ -161,38 +185,46 @@ impl Session<'_> {
             w.retry = Retry::Off;
         }
         let refuse_on = rewrite_on && self.refuse_features;
+        // With standard_conforming_strings off, backslashes escape quotes in '...' strings: a
+        // scan that assumed otherwise could miss a SET hidden after one.
+        let std_strings = self.params.get("standard_conforming_strings") != Some("off");
         if w.wscan.at_boundary()
             && let Ok(Some(h)) = peek_header(&self.cbuf[..self.scanned], self.max_message)
             && h.total_len <= self.scanned
         {
             let body = &self.cbuf[HEADER_LEN..h.total_len];
-            let refused = if refuse_on {
-                refused_feature(h.tag, body)
-            } else {
-                None
-            };
             let named = rewrite_on && rewrite::is_named(h.tag, body);
-            if rewrite_on
-                && h.tag == b'Q'
-                && let Some(names) = local_deallocate(&self.statements, &self.sql_prepared, body)
-            {
-                // DEALLOCATE of the client's protocol-level statements (pgx drops statements
-                // this way): they are the proxy's to drop. The server runs an empty query, so
-                // the reply keeps its place and its transaction status.
-                for n in names {
-                    self.statements.remove(&n);
+            let mut refused = None;
+            match w.head_plan.take() {
+                Some(HeadPlan::Deallocate(names)) => {
+                    // DEALLOCATE of the client's protocol-level statements (pgx drops
+                    // statements this way): they are the proxy's to drop. The server runs an
+                    // empty query, so the reply keeps its place and its transaction status.
+                    for n in names {
+                        self.statements.remove(&n);
+                    }
+                    conn.statements.new_batch();
+                    w.open_batch = false;
+                    rewrite::put_message(&mut w.sout, b'Q', |o| o.extend_from_slice(&[0]));
+                    w.replies.push(Expect::QueryDoneAs("DEALLOCATE"));
+                    w.retry.record(&self.cbuf[..h.total_len], false);
+                    self.cbuf.advance(h.total_len);
+                    self.scanned -= h.total_len;
+                    return true;
                 }
-                conn.statements.new_batch();
-                rewrite::put_message(&mut w.sout, b'Q', |o| o.extend_from_slice(&[0]));
-                w.replies.push(Expect::QueryDoneAs("DEALLOCATE"));
-                w.retry.record(&self.cbuf[..h.total_len], false);
-                self.cbuf.advance(h.total_len);
-                self.scanned -= h.total_len;
-                return true;
+                Some(HeadPlan::Refuse(msg)) => refused = Some(msg),
+                None if named && h.tag == b'P' => {
+                    // Named Parses skip the scan callback: check them here (once per
+                    // statement and client).
+                    refused = query_text(h.tag, body).and_then(|t| {
+                        refusal_reason(&crate::sql::effects::scan_with(t, std_strings), refuse_on)
+                    });
+                }
+                None => {}
             }
             if refused.is_some() || named {
                 let replaced;
-                let body = match refused.and_then(|f| refusal(h.tag, body, f)) {
+                let body = match refused.and_then(|m| refusal(h.tag, body, &m)) {
                     Some(b) => {
                         replaced = b;
                         &replaced[..]
@@ -202,6 +234,7 @@ impl Session<'_> {
                 if named {
                     let mut ctx = Ctx {
                         registry: &self.shared.statements,
+                        scope: &self.pool.statement_scope,
                         client: &mut self.statements,
                         server: &mut conn.statements,
                         cap: self.max_prepared,
@@ -220,6 +253,7 @@ impl Session<'_> {
                         conn.statements.new_batch();
                     }
                 }
+                w.open_batch = h.tag != b'Q';
                 w.retry.record(&self.cbuf[..h.total_len], false);
                 self.cbuf.advance(h.total_len);
                 self.scanned -= h.total_len;
@@ -232,9 +266,8 @@ impl Session<'_> {
         let client_names = &self.statements;
         let sql_prepared = &self.sql_prepared;
         let captured = &mut self.captured;
-        // With standard_conforming_strings off, backslashes escape quotes in '...' strings: a
-        // scan that assumed otherwise could miss a SET hidden after one.
-        let std_strings = self.params.get("standard_conforming_strings") != Some("off");
+        let head_plan = &mut w.head_plan;
+        let open_batch = &mut w.open_batch;
         let recording = matches!(w.retry, Retry::Recording(_));
         let mut ends_batch = false;
         let mut retryable = true;
@@ -250,15 +283,17 @@ impl Session<'_> {
                     && let Some(text) = query_text(tag, b)
                 {
                     let effects = crate::sql::effects::scan_with(text, std_strings);
-                    if refuse_on && effects.session_feature().is_some() {
+                    if rewrite_on && let Some(msg) = refusal_reason(&effects, refuse_on) {
+                        *head_plan = Some(HeadPlan::Refuse(msg));
                         return Flow::StopBefore;
                     }
-                    // Must agree with the head check in this function, or nothing is planned.
                     if rewrite_on
                         && tag == b'Q'
                         && effects.flags == Flags::DEALLOCATE
-                        && local_deallocate(client_names, sql_prepared, b).is_some()
+                        && let Some(names) =
+                            local_deallocate(client_names, sql_prepared, text, &effects)
                     {
+                        *head_plan = Some(HeadPlan::Deallocate(names));
                         return Flow::StopBefore;
                     }
                     for p in &effects.prepares {
@@ -270,6 +305,16 @@ impl Session<'_> {
                         }
                     }
                     ask.note(&effects);
+                }
+                match tag {
+                    b'S' | b'Q' => *open_batch = false,
+                    b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => *open_batch = true,
+                    // A fastpath call can do anything (set_config among them) and shows no SQL.
+                    b'F' => ask.note(&crate::sql::Effects {
+                        flags: Flags::OPAQUE,
+                        ..Default::default()
+                    }),
+                    _ => {}
                 }
                 if recording {
                     // Plan a recorded batch only up to its end, so what follows is seen
@@ -301,8 +346,9 @@ impl Session<'_> {
                 w.raw += n;
                 true
             }
-            // The read-time scan already validated these bytes; nothing to plan is a bug, and
-            // stopping here (the client waits) beats spinning.
+            // Stopped before a message the proxy handles itself: the next call takes it.
+            Ok(_) if w.head_plan.is_some() => true,
+            // The read-time scan already validated these bytes; nothing to plan is a bug.
             _ => false,
         }
     }
@@ -380,8 +426,9 @@ impl Session<'_> {
                     // Something changed a setting: learn exactly what before release.
                     ask.settings = true;
                 }
-                if replaying {
-                    // The failed batch's own replies: the client sees the retry's instead.
+                if replaying && !matches!(tag, b'N' | b'A' | b'S') {
+                    // The failed batch's own replies (its error and ReadyForQuery, both read
+                    // whole): the client sees the retry's instead.
                     w.client_out.clear();
                     head = Some(Verdict::Swallow);
                     return Flow::StopBefore;
@@ -483,6 +530,7 @@ impl Session<'_> {
                         }
                     }
                 }
+                Event::Unknown => self.wire.suspect = true,
                 Event::Parsed { id } => {
                     if let Some(stmt) = conn.statements.get(id) {
                         stmt.mark_validated();
@@ -538,10 +586,9 @@ impl Retry {
 fn local_deallocate(
     statements: &crate::prepared::ClientStatements,
     sql_prepared: &[(String, String)],
-    body: &[u8],
+    text: &[u8],
+    e: &crate::sql::Effects,
 ) -> Option<Vec<Vec<u8>>> {
-    let text = query_text(b'Q', body)?;
-    let e = crate::sql::scan(text);
     if e.flags != Flags::DEALLOCATE || e.deallocate_all || e.deallocated.is_empty() {
         return None;
     }
@@ -557,7 +604,7 @@ fn local_deallocate(
                 .iter()
                 .any(|(s, _)| s.as_bytes() == n.as_slice())
     });
-    all_ours.then_some(e.deallocated)
+    all_ours.then(|| e.deallocated.clone())
 }
 
 /// The SQL text of a Query or Parse body.
@@ -570,24 +617,39 @@ fn query_text(tag: u8, body: &[u8]) -> Option<&[u8]> {
     Some(parse::cstr(text)?.0)
 }
 
-/// The session-only feature a Query or Parse would use, when `session_features = "error"`.
-fn refused_feature(tag: u8, body: &[u8]) -> Option<&'static str> {
-    crate::sql::scan(query_text(tag, body)?).session_feature()
+/// Why the proxy refuses a statement with these effects, if it does: a session-only feature
+/// when `session_features = "error"` (`features_refused`), or a statement name in the
+/// proxy's own namespace (a client could otherwise drop or take over other clients'
+/// statements on a shared server).
+fn refusal_reason(e: &crate::sql::Effects, features_refused: bool) -> Option<String> {
+    if features_refused && let Some(feature) = e.session_feature() {
+        return Some(format!(
+            "{feature} cannot be used through Lagoon in transaction pooling mode: the state would \
+             stay on a server connection other clients share (pool.session_features = \"error\")"
+        ));
+    }
+    let reserved = |n: &[u8]| n.starts_with(crate::prepared::registry::NAME_PREFIX.as_bytes());
+    if e.prepares.iter().any(|p| reserved(&p.name))
+        || e.deallocated.iter().any(|n| reserved(n))
+        || e.executed.iter().any(|n| reserved(n))
+    {
+        return Some(format!(
+            "prepared statement names beginning with \"{}\" are reserved by Lagoon",
+            crate::prepared::registry::NAME_PREFIX
+        ));
+    }
+    None
 }
 
 /// The Query or Parse body with its SQL replaced by a statement that raises `0A000` naming
 /// `feature`: the server raises it, so the error has all of Postgres's own effects (it aborts
 /// an open transaction, and an extended batch skips to Sync).
-fn refusal(tag: u8, body: &[u8], feature: &str) -> Option<Vec<u8>> {
-    let message = format!(
-        "{feature} cannot be used through Lagoon in transaction pooling mode: the state would \
-         stay on a server connection other clients share (pool.session_features = \"error\")"
-    );
+fn refusal(tag: u8, body: &[u8], message: &str) -> Option<Vec<u8>> {
     let hint = "Set pool.session_features = \"pin\" to keep such a client on its server \
                 connection while the state exists, or use session pooling for it.";
     let sql = format!(
         "DO $lagoon$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = {}, HINT = {}; END$lagoon$",
-        super::params::literal(&message),
+        super::params::literal(message),
         super::params::literal(hint)
     );
     let mut out = Vec::with_capacity(body.len() + sql.len());

@@ -46,13 +46,13 @@ impl Exit {
     pub(super) fn fatal(code: SqlState, msg: impl Into<String>) -> Exit {
         Exit::Fatal(code, msg.into())
     }
-    fn shutdown() -> Exit {
+    pub(super) fn shutdown() -> Exit {
         Exit::fatal(
             sqlstate::ADMIN_SHUTDOWN,
             "terminating connection due to administrator command",
         )
     }
-    fn server_lost() -> Exit {
+    pub(super) fn server_lost() -> Exit {
         Exit::fatal(
             sqlstate::CONNECTION_FAILURE,
             "server connection lost while running this client's request",
@@ -135,7 +135,7 @@ impl Session<'_> {
         if let Some(conn) = self.server.take() {
             let boundary =
                 self.cscan.at_boundary() && self.scanned == 0 && self.wire.sent_whole_messages();
-            if self.wire.replies.uncertain() {
+            if self.wire.replies.uncertain() || self.wire.suspect {
                 // A Parse's fate is unknown: so is what this server has prepared.
                 conn.discard();
             } else {
@@ -230,7 +230,8 @@ impl Session<'_> {
             return None;
         }
         let buf = &self.cbuf[..self.scanned];
-        let mut parsed: Vec<(&[u8], Arc<crate::prepared::Statement>)> = Vec::new();
+        // In message order: Some(statement) for a Parse, None for a Close.
+        let mut ops: Vec<(&[u8], Option<Arc<crate::prepared::Statement>>)> = Vec::new();
         let mut out = BytesMut::new();
         let mut syncs = 0;
         let mut off = 0;
@@ -241,20 +242,29 @@ impl Session<'_> {
             match h.tag {
                 b'P' => {
                     let (name, key) = cstr(body)?;
+                    // A name this request already used is left to the server's rules.
                     if name.is_empty()
                         || self.statements.get(name).is_some()
-                        || parsed.iter().any(|(n, _)| *n == name)
+                        || ops.iter().any(|(n, _)| *n == name)
                     {
                         return None;
                     }
-                    let stmt = self.shared.statements.get(key)?;
+                    let stmt = self
+                        .shared
+                        .statements
+                        .get(&self.pool.statement_scope, key)?;
                     if !stmt.is_validated() {
                         return None;
                     }
-                    parsed.push((name, stmt));
+                    ops.push((name, Some(stmt)));
                     out.extend_from_slice(&[b'1', 0, 0, 0, 4]);
                 }
                 b'C' if crate::prepared::rewrite::is_named(b'C', body) => {
+                    let (name, _) = cstr(&body[1..])?;
+                    if ops.iter().any(|(n, _)| *n == name) {
+                        return None;
+                    }
+                    ops.push((name, None));
                     out.extend_from_slice(&[b'3', 0, 0, 0, 4]);
                 }
                 b'S' => {
@@ -269,20 +279,13 @@ impl Session<'_> {
         if last != b'S' {
             return None;
         }
-        // Commit: the same walk's effects.
-        let mut off = 0;
-        while let Ok(Some(h)) = peek_header(&buf[off..], usize::MAX) {
-            if h.tag == b'C'
-                && let Some((name, _)) = buf
-                    .get(off + HEADER_LEN + 1..off + h.total_len)
-                    .and_then(cstr)
-            {
-                self.statements.remove(name);
+        for (name, stmt) in ops {
+            match stmt {
+                Some(stmt) => self.statements.insert(name, stmt),
+                None => {
+                    self.statements.remove(name);
+                }
             }
-            off += h.total_len;
-        }
-        for (name, stmt) in parsed {
-            self.statements.insert(name, stmt);
         }
         for _ in 0..syncs {
             self.tracker.server_message(b'Z', Some(b"I"));
@@ -356,9 +359,14 @@ impl Session<'_> {
         if sqls.is_empty() {
             return Ok(());
         }
-        let ok = match relay::replay_each(conn, &sqls).await {
-            Ok(ok) => ok,
-            Err(_) => return Err(Exit::server_lost()),
+        let replayed = tokio::select! {
+            r = tokio::time::timeout(self.rollback_timeout, relay::replay_each(conn, &sqls)) => r,
+            _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+        };
+        let Ok(Ok(ok)) = replayed else {
+            // The connection is dropped (closed) with the error; the client's request never
+            // went out.
+            return Err(Exit::server_lost());
         };
         for ((name, _), ok) in missing.iter().zip(&ok[first_prepare..]) {
             if !ok {
@@ -399,7 +407,7 @@ impl Session<'_> {
     async fn attached_step(&mut self) -> Result<(), Exit> {
         if self.probe_due {
             self.probe_due = false;
-            self.check_session_state().await;
+            self.check_session_state().await?;
             return self.maybe_release();
         }
         let idle_deadline = match self.idle_txn_timeout {
@@ -508,7 +516,11 @@ impl Session<'_> {
         }
         if let Some(conn) = self.server.take() {
             self.slot.set(None);
-            if self.wire.replies.is_empty() {
+            if self.wire.suspect {
+                self.wire.suspect = false;
+                tracing::debug!("a server's prepared statements are unknown; closing it");
+                conn.discard();
+            } else if self.wire.replies.is_empty() {
                 conn.release();
             } else {
                 // The server answered everything the tracker counted, yet replies are still

@@ -5,14 +5,16 @@
 
 use super::probe;
 use super::relay;
-use super::session::Session;
+use super::session::{Exit, Session};
 use crate::prepared::registry::server_name;
 
 impl Session<'_> {
     /// Runs the probe on the attached server and adopts its answer. If the server cannot
-    /// answer, it is not trusted with the next client: it is closed (the client's transaction
-    /// already completed, so the client loses nothing).
-    pub(super) async fn check_session_state(&mut self) {
+    /// answer (in `pool.server_rollback_timeout_ms`), it is not trusted with the next client:
+    /// it is closed. The client's transaction already completed, so it loses nothing, unless
+    /// it held session-only state on that server: then it ends, as it would on a direct
+    /// connection whose server went away.
+    pub(super) async fn check_session_state(&mut self) -> Result<(), Exit> {
         let mut ask = std::mem::take(&mut self.ask);
         if ask.settings || !ask.custom.is_empty() {
             ask.settings = true;
@@ -27,19 +29,26 @@ impl Session<'_> {
             ask.features = true;
         }
         let Some(conn) = self.server.as_mut() else {
-            return;
+            return Ok(());
         };
         let sql = probe::sql(&ask, &self.pool.user);
-        let rows = match relay::query_rows(conn, &sql).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = ?e, "could not read the session state a client left; closing that server connection");
+        let asked = tokio::select! {
+            r = tokio::time::timeout(self.rollback_timeout, relay::query_rows(conn, &sql)) => r,
+            _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+        };
+        let rows = match asked {
+            Ok(Ok(rows)) => rows,
+            failed => {
+                tracing::warn!(error = ?failed.err(), "could not read the session state a client left; closing that server connection");
                 if let Some(conn) = self.server.take() {
                     self.slot.set(None);
                     conn.discard();
                 }
-                self.set_pinned(None);
-                return;
+                if self.pinned.is_some() {
+                    self.set_pinned(None);
+                    return Err(Exit::server_lost());
+                }
+                return Ok(());
             }
         };
         let answer = probe::answer(&ask, rows);
@@ -52,10 +61,11 @@ impl Session<'_> {
                 .collect();
         }
         if let Some(names) = &answer.statements {
+            let names: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
             let gone: Vec<u64> = conn
                 .statements
                 .ids()
-                .filter(|id| !names.iter().any(|n| *n == server_name(*id)))
+                .filter(|id| !names.contains(server_name(*id).as_str()))
                 .collect();
             for id in gone {
                 conn.statements.remove(id);
@@ -87,6 +97,7 @@ impl Session<'_> {
         if ask.features {
             self.set_pinned(answer.features.first().cloned());
         }
+        Ok(())
     }
 
     fn set_pinned(&mut self, feature: Option<String>) {

@@ -112,6 +112,8 @@ pub struct PoolCounters {
 pub struct Pool {
     pub database: String,
     pub user: String,
+    /// `database NUL user NUL`: the scope of this pool's prepared statements in the registry.
+    pub statement_scope: Box<[u8]>,
     target: ServerTarget,
     /// Settings sent in every server StartupMessage of this pool.
     startup_params: Vec<(String, String)>,
@@ -147,7 +149,11 @@ impl Pool {
         startup_params: Vec<(String, String)>,
         settings: PoolSettings,
     ) -> Arc<Pool> {
+        let statement_scope = [database.as_bytes(), b"\0", user.as_bytes(), b"\0"]
+            .concat()
+            .into_boxed_slice();
         Arc::new(Pool {
+            statement_scope,
             database,
             user,
             target,

@@ -61,13 +61,16 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The statement for this Parse body (after the name), created on first use.
-    pub fn register(&self, body: &[u8]) -> Arc<Statement> {
-        if let Some(stmt) = self.map.get(body) {
+    /// The statement for this Parse body (after the name) in `scope` (one per pool: a
+    /// statement's existence and validity say something about other users' queries, so they
+    /// are not shared across databases and users), created on first use.
+    pub fn register(&self, scope: &[u8], body: &[u8]) -> Arc<Statement> {
+        let key = [scope, body].concat();
+        if let Some(stmt) = self.map.get(key.as_slice()) {
             return Arc::clone(&stmt);
         }
         let body = Bytes::copy_from_slice(body);
-        let slot = self.map.entry(body.clone()).or_insert_with(|| {
+        let slot = self.map.entry(Bytes::from(key)).or_insert_with(|| {
             let text = body.split(|&b| b == 0).next().unwrap_or_default();
             Arc::new(Statement {
                 effects: crate::sql::scan(text),
@@ -79,9 +82,11 @@ impl Registry {
         Arc::clone(&slot)
     }
 
-    /// The statement for this Parse body, if known.
-    pub fn get(&self, body: &[u8]) -> Option<Arc<Statement>> {
-        self.map.get(body).map(|s| Arc::clone(&s))
+    /// The statement for this Parse body in `scope`, if known.
+    pub fn get(&self, scope: &[u8], body: &[u8]) -> Option<Arc<Statement>> {
+        self.map
+            .get([scope, body].concat().as_slice())
+            .map(|s| Arc::clone(&s))
     }
 
     /// Gives `stmt` a new id, so servers that prepared the old plan are not used for it again.
@@ -120,9 +125,9 @@ mod tests {
     #[test]
     fn same_text_shares_an_entry_and_different_types_do_not() {
         let r = Registry::default();
-        let a = r.register(b"select $1\0\0\x01\0\0\0\x17");
-        let b = r.register(b"select $1\0\0\x01\0\0\0\x17");
-        let c = r.register(b"select $1\0\0\x01\0\0\0\x19");
+        let a = r.register(b"db\0u\0", b"select $1\0\0\x01\0\0\0\x17");
+        let b = r.register(b"db\0u\0", b"select $1\0\0\x01\0\0\0\x17");
+        let c = r.register(b"db\0u\0", b"select $1\0\0\x01\0\0\0\x19");
         assert!(Arc::ptr_eq(&a, &b));
         assert_ne!(a.id(), c.id());
     }
@@ -130,21 +135,25 @@ mod tests {
     #[test]
     fn unused_statements_are_swept_and_ids_never_come_back() {
         let r = Registry::default();
-        let held = r.register(b"select 1\0\0\0");
+        let held = r.register(b"db\0u\0", b"select 1\0\0\0");
         let first = held.id();
         r.sweep();
         assert_eq!(r.len(), 1, "still used");
         drop(held);
-        assert_eq!(r.register(b"select 1\0\0\0").id(), first, "not swept yet");
+        assert_eq!(
+            r.register(b"db\0u\0", b"select 1\0\0\0").id(),
+            first,
+            "not swept yet"
+        );
         r.sweep();
         assert!(r.is_empty());
-        assert_ne!(r.register(b"select 1\0\0\0").id(), first);
+        assert_ne!(r.register(b"db\0u\0", b"select 1\0\0\0").id(), first);
     }
 
     #[test]
     fn invalidate_bumps_once_per_stale_id() {
         let r = Registry::default();
-        let s = r.register(b"select * from t\0\0\0");
+        let s = r.register(b"db\0u\0", b"select * from t\0\0\0");
         let old = s.id();
         r.invalidate(&s, old);
         let new = s.id();

@@ -25,6 +25,8 @@ use crate::protocol::replies::{Expect, MISSING_NAME, Names, ReplyQueue, Syntheti
 /// What rewriting needs: the client's names, the server's statements, the queue of replies.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
+    /// The pool's scope in the registry.
+    pub scope: &'a [u8],
     pub client: &'a mut ClientStatements,
     pub server: &'a mut ServerStatements,
     pub cap: usize,
@@ -115,7 +117,7 @@ fn parse(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
         });
         return Some(());
     }
-    let stmt = ctx.registry.register(key);
+    let stmt = ctx.registry.register(ctx.scope, key);
     let id = stmt.id();
     ctx.client.insert(name, Arc::clone(&stmt));
     if ctx.server.touch(id) {

@@ -93,7 +93,7 @@ mod tests {
     use crate::prepared::Registry;
 
     fn st(r: &Registry, n: u64) -> Arc<Statement> {
-        r.register(format!("select {n}").as_bytes())
+        r.register(b"", format!("select {n}").as_bytes())
     }
 
     #[test]

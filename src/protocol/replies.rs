@@ -112,6 +112,9 @@ pub enum Event {
     StalePlan { id: u64 },
     /// A Parse preparing registry statement `id` succeeded.
     Parsed { id: u64 },
+    /// A Close the proxy sent to evict a statement was skipped: the server still has a
+    /// statement the proxy believes gone.
+    Unknown,
 }
 
 const STALE_PLAN_CODE: &str = "0A000";
@@ -326,8 +329,12 @@ fn swallowed_if(swallow: bool) -> Verdict {
     }
 }
 
-/// A Parse that got no ParseComplete left the server (and maybe the client) without it.
+/// A Parse that got no ParseComplete left the server (and maybe the client) without it; an
+/// eviction Close that got no CloseComplete left the server with a statement.
 fn report_skipped(e: &Expect, events: &mut Vec<Event>) {
+    if let Expect::Close { swallow: true } = e {
+        events.push(Event::Unknown);
+    }
     if let Expect::Parse {
         prepares, client, ..
     } = e

@@ -15,6 +15,7 @@ mod params;
 mod pool;
 mod prepared;
 mod protocol;
+mod rewrite_edges;
 mod session_state;
 mod shutdown;
 mod smoke;

@@ -40,6 +40,7 @@ impl World {
     fn send(&mut self, m: (u8, Vec<u8>)) -> Vec<(u8, Vec<u8>)> {
         let mut ctx = Ctx {
             registry: &self.registry,
+            scope: b"db\0u\0",
             client: &mut self.client,
             server: &mut self.server,
             cap: self.cap,
@@ -88,7 +89,7 @@ fn first_parse_goes_out_under_the_proxy_name() {
 #[test]
 fn a_parse_the_server_already_has_is_answered_here() {
     let mut w = World::new();
-    let stmt = w.registry.register(KEY);
+    let stmt = w.registry.register(b"db\0u\0", KEY);
     w.server.insert(stmt.id(), &stmt, 10);
     let out = w.send(msg(b'P', &[b"mine\0", KEY]));
     assert!(out.is_empty());
