@@ -22,4 +22,18 @@ impl Rng {
     pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {
         from[self.below(from.len())]
     }
+
+    /// Up to `max - 1` pieces from `from`, each replaced by one random byte with odds
+    /// 1 in `raw_one_in`: text that looks like the input a parser expects, with noise.
+    pub fn pieces(&mut self, from: &[&[u8]], max: usize, raw_one_in: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..self.below(max) {
+            if self.below(raw_one_in) == 0 {
+                v.push(self.next() as u8);
+            } else {
+                v.extend_from_slice(self.pick(from));
+            }
+        }
+        v
+    }
 }

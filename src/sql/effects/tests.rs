@@ -533,15 +533,7 @@ mod random_input_tests {
             b"\xff",
             b"E'",
         ];
-        let mut v = Vec::new();
-        for _ in 0..rng.below(20) {
-            if rng.below(8) == 0 {
-                v.push(rng.next() as u8);
-            } else {
-                v.extend_from_slice(rng.pick(BITS));
-            }
-        }
-        v
+        rng.pieces(BITS, 20, 8)
     }
 
     #[test]

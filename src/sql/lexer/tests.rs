@@ -188,15 +188,7 @@ mod random_input_tests {
             b"e",
             b"u&",
         ];
-        let mut v = Vec::new();
-        for _ in 0..rng.below(24) {
-            if rng.below(6) == 0 {
-                v.push(rng.next() as u8);
-            } else {
-                v.extend_from_slice(rng.pick(BITS));
-            }
-        }
-        v
+        rng.pieces(BITS, 24, 6)
     }
 
     #[test]
