@@ -17,8 +17,8 @@ use bytes::{Buf, BytesMut};
 use super::session::{Exit, Session};
 use crate::prepared::registry::server_name;
 use crate::prepared::rewrite::{self, Ctx};
-use crate::protocol::codec::{HEADER_LEN, peek_header};
-use crate::protocol::messages::parse;
+use crate::protocol::codec::{HEADER_LEN, peek_header, walk_messages};
+use crate::protocol::messages::{encode, parse};
 use crate::protocol::replies::{self, Event, Expect, ReplyQueue, Verdict};
 use crate::protocol::tracker::{Flow, IDLE, StreamScanner, client_needs_body, server_needs_body};
 use crate::sql::Flags;
@@ -205,7 +205,7 @@ impl Session<'_> {
                     }
                     conn.statements.new_batch();
                     w.open_batch = false;
-                    rewrite::put_message(&mut w.sout, b'Q', |o| o.extend_from_slice(&[0]));
+                    encode::message(&mut w.sout, b'Q', |o| o.extend_from_slice(&[0]));
                     w.replies.push(Expect::QueryDoneAs("DEALLOCATE"));
                     w.retry.record(&self.cbuf[..h.total_len], false);
                     self.cbuf.advance(h.total_len);
@@ -245,7 +245,7 @@ impl Session<'_> {
                         self.ask.note(&stmt.effects);
                     }
                 } else {
-                    rewrite::put_message(&mut w.sout, h.tag, |o| o.extend_from_slice(body));
+                    encode::message(&mut w.sout, h.tag, |o| o.extend_from_slice(body));
                     if let Some(e) = rewrite::pass_through(h.tag, Some(body)) {
                         w.replies.push(e);
                     }
@@ -499,11 +499,11 @@ impl Session<'_> {
     /// Puts a failed batch back in front of the client's unsent bytes, as if just read, so it
     /// is planned again: the stale statement, now with a new id, gets prepared first.
     fn resend(&mut self, batch: BytesMut) {
-        let mut off = 0;
-        while let Ok(Some(h)) = peek_header(&batch[off..], usize::MAX) {
-            self.tracker.client_message(h.tag);
-            off += h.total_len;
-        }
+        let tracker = &mut self.tracker;
+        let _ = walk_messages(&batch, 0, usize::MAX, |tag, _| {
+            tracker.client_message(tag);
+            true
+        });
         let len = batch.len();
         let rest = self.cbuf.split();
         self.cbuf = batch;
@@ -676,12 +676,10 @@ fn refusal(tag: u8, body: &[u8], message: &str) -> Option<Vec<u8>> {
 /// The batch asks for a description (of its statement or portal), so the client learns the
 /// new row shape from the retry's own reply.
 fn describes(batch: &[u8]) -> bool {
-    let mut off = 0;
-    while let Ok(Some(h)) = peek_header(&batch[off..], usize::MAX) {
-        if h.tag == b'D' {
-            return true;
-        }
-        off += h.total_len;
-    }
-    false
+    let mut found = false;
+    let _ = walk_messages(batch, 0, usize::MAX, |tag, _| {
+        found |= tag == b'D';
+        !found
+    });
+    found
 }

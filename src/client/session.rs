@@ -257,7 +257,7 @@ impl Session<'_> {
                         return None;
                     }
                     ops.push((name, Some(stmt)));
-                    out.extend_from_slice(&[b'1', 0, 0, 0, 4]);
+                    encode::parse_complete(&mut out);
                 }
                 b'C' if crate::prepared::rewrite::is_named(b'C', body) => {
                     let (name, _) = cstr(&body[1..])?;
@@ -265,7 +265,7 @@ impl Session<'_> {
                         return None;
                     }
                     ops.push((name, None));
-                    out.extend_from_slice(&[b'3', 0, 0, 0, 4]);
+                    encode::close_complete(&mut out);
                 }
                 b'S' => {
                     syncs += 1;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 use super::{ClientStatements, Registry, ServerStatements, Statement};
+use crate::protocol::messages::encode;
 use crate::protocol::messages::parse::cstr;
 use crate::protocol::replies::{Expect, MISSING_NAME, Names, ReplyQueue, Synthetic};
 
@@ -95,7 +96,7 @@ pub fn rewrite(
     match done {
         Some(bound) => bound,
         None => {
-            put_message(out, tag, |o| o.put_slice(body));
+            encode::message(out, tag, |o| o.put_slice(body));
             if let Some(e) = pass_through(tag, Some(body)) {
                 ctx.replies.push(e);
             }
@@ -143,7 +144,7 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<Option<Arc
     let names = match &bound {
         Some(stmt) => {
             let id = ensure(ctx, stmt, out);
-            put_message(out, b'B', |o| {
+            encode::message(out, b'B', |o| {
                 put_cstr(o, portal);
                 put_server_name(o, id);
                 o.put_slice(tail);
@@ -151,7 +152,7 @@ fn bind(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<Option<Arc
             Names::Id(id)
         }
         None => {
-            put_message(out, b'B', |o| {
+            encode::message(out, b'B', |o| {
                 put_cstr(o, portal);
                 put_cstr(o, MISSING_NAME.as_bytes());
                 o.put_slice(tail);
@@ -168,14 +169,14 @@ fn describe(ctx: &mut Ctx<'_>, body: &[u8], out: &mut BytesMut) -> Option<()> {
     let names = match ctx.client.get(name).cloned() {
         Some(stmt) => {
             let id = ensure(ctx, &stmt, out);
-            put_message(out, b'D', |o| {
+            encode::message(out, b'D', |o| {
                 o.put_u8(b'S');
                 put_server_name(o, id);
             });
             Names::Id(id)
         }
         None => {
-            put_message(out, b'D', |o| {
+            encode::message(out, b'D', |o| {
                 o.put_u8(b'S');
                 put_cstr(o, MISSING_NAME.as_bytes());
             });
@@ -215,7 +216,7 @@ fn ensure(ctx: &mut Ctx<'_>, stmt: &Arc<Statement>, out: &mut BytesMut) -> u64 {
 
 fn evict_for(ctx: &mut Ctx<'_>, id: u64, stmt: &Arc<Statement>, out: &mut BytesMut) {
     if let Some(victim) = ctx.server.insert(id, stmt, ctx.cap) {
-        put_message(out, b'C', |o| {
+        encode::message(out, b'C', |o| {
             o.put_u8(b'S');
             put_server_name(o, victim);
         });
@@ -224,7 +225,7 @@ fn evict_for(ctx: &mut Ctx<'_>, id: u64, stmt: &Arc<Statement>, out: &mut BytesM
 }
 
 fn put_parse(out: &mut BytesMut, id: u64, key: &[u8]) {
-    put_message(out, b'P', |o| {
+    encode::message(out, b'P', |o| {
         put_server_name(o, id);
         o.put_slice(key);
     });
@@ -239,16 +240,6 @@ fn put_server_name(out: &mut BytesMut, id: u64) {
 fn put_cstr(out: &mut BytesMut, s: &[u8]) {
     out.put_slice(s);
     out.put_u8(0);
-}
-
-/// Appends one message: tag, length (patched after `body` wrote), body.
-pub fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    let start = out.len();
-    out.put_u8(tag);
-    out.put_i32(0);
-    body(out);
-    let len = (out.len() - start - 1) as i32;
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 #[cfg(test)]

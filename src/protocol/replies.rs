@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, BytesMut};
 
-use super::messages::parse;
+use super::messages::{encode, parse};
 
 /// A reply the proxy makes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,11 +238,8 @@ impl ReplyQueue {
                 let Expect::QueryDoneAs(tag) = front else {
                     return Verdict::Forward;
                 };
-                let mut out = BytesMut::with_capacity(tag.len() + 6);
-                out.put_u8(b'C');
-                out.put_i32((tag.len() + 5) as i32);
-                out.put_slice(tag.as_bytes());
-                out.put_u8(0);
+                let mut out = BytesMut::new();
+                encode::command_complete(&mut out, tag);
                 Verdict::Replace(out)
             }
             b'C' | b'I' | b's' => {
@@ -348,12 +345,10 @@ fn report_skipped(e: &Expect, events: &mut Vec<Event>) {
 }
 
 fn encode_synthetic(out: &mut BytesMut, s: Synthetic) {
-    let tag = match s {
-        Synthetic::ParseComplete => b'1',
-        Synthetic::CloseComplete => b'3',
-    };
-    out.put_u8(tag);
-    out.put_i32(4);
+    match s {
+        Synthetic::ParseComplete => encode::parse_complete(out),
+        Synthetic::CloseComplete => encode::close_complete(out),
+    }
 }
 
 /// The ErrorResponse `body` with the statement name `server` replaced by the client's name in
@@ -369,24 +364,22 @@ pub fn rename_error(body: &[u8], server: &[u8], client: &[u8]) -> BytesMut {
     to.extend_from_slice(client);
     to.push(b'"');
     let mut out = BytesMut::with_capacity(body.len() + 32);
-    out.put_u8(b'E');
-    out.put_i32(0);
-    let mut rest = body;
-    while let Some((&code, tail)) = rest.split_first() {
-        if code == 0 {
-            break;
+    encode::message(&mut out, b'E', |out| {
+        let mut rest = body;
+        while let Some((&code, tail)) = rest.split_first() {
+            if code == 0 {
+                break;
+            }
+            let Some((value, tail)) = parse::cstr(tail) else {
+                break;
+            };
+            out.put_u8(code);
+            replace_all(out, value, &from, &to);
+            out.put_u8(0);
+            rest = tail;
         }
-        let Some((value, tail)) = parse::cstr(tail) else {
-            break;
-        };
-        out.put_u8(code);
-        replace_all(&mut out, value, &from, &to);
         out.put_u8(0);
-        rest = tail;
-    }
-    out.put_u8(0);
-    let len = (out.len() - 1) as i32;
-    out[1..5].copy_from_slice(&len.to_be_bytes());
+    });
     out
 }
 

@@ -94,6 +94,35 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, unsupported: Vec<String>) 
     put(buf, &NegotiateProtocolVersion::new(3 << 16, unsupported));
 }
 
+/// Appends one message: tag, length (patched after `body` wrote), body. For messages the
+/// proxy builds or rebuilds from parts (rewritten statement names, renamed errors).
+pub fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    let start = buf.len();
+    buf.put_u8(tag);
+    buf.put_i32(0);
+    body(buf);
+    let len = (buf.len() - start - 1) as i32;
+    buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
+/// ParseComplete, for a Parse the proxy answers itself.
+pub fn parse_complete(buf: &mut BytesMut) {
+    message(buf, b'1', |_| {});
+}
+
+/// CloseComplete, for a Close the proxy answers itself.
+pub fn close_complete(buf: &mut BytesMut) {
+    message(buf, b'3', |_| {});
+}
+
+/// CommandComplete with `tag`, for a command the proxy carried out itself.
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    message(buf, b'C', |b| {
+        b.put_slice(tag.as_bytes());
+        b.put_u8(0);
+    });
+}
+
 /// A plain simple-protocol Query message, for statements the proxy itself sends to a server.
 pub fn query(buf: &mut BytesMut, sql: &str) {
     buf.put_u8(b'Q');
@@ -136,6 +165,15 @@ mod tests {
         assert_eq!(f.code, Some("53300"));
         assert_eq!(f.severity, Some("FATAL"));
         assert_eq!(f.message, Some("too many"));
+    }
+
+    #[test]
+    fn framed_messages_carry_their_length() {
+        let mut b = BytesMut::new();
+        parse_complete(&mut b);
+        close_complete(&mut b);
+        command_complete(&mut b, "DEALLOCATE");
+        assert_eq!(&b[..], b"1\0\0\0\x043\0\0\0\x04C\0\0\0\x0fDEALLOCATE\0");
     }
 
     #[test]
