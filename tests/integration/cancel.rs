@@ -55,15 +55,7 @@ async fn cancel_does_not_wait_for_a_pool_slot() {
     wait_marker_active(marker).await;
     // B queues behind it.
     let b_task = tokio::spawn(async move { rows(&b, "SELECT 2").await });
-    eventually(
-        "B waiting in the checkout queue",
-        Duration::from_secs(10),
-        || {
-            let p = pool.clone();
-            async move { p.snapshot().2 == 1 }
-        },
-    )
-    .await;
+    wait_for_waiters("B waiting in the checkout queue", &pool, 1).await;
 
     let sent = Instant::now();
     token.cancel_query(NoTls).await.expect("send cancel");

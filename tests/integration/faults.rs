@@ -329,15 +329,7 @@ async fn client_gone_while_queued_leaks_nothing() {
     holder.batch_execute("BEGIN").await.unwrap();
     let Tracked { client, conn } = queued;
     let q = tokio::spawn(async move { rows(&client, "SELECT 1").await.map(drop) });
-    eventually(
-        "a client waiting for the server",
-        Duration::from_secs(10),
-        || {
-            let p = pool.clone();
-            async move { p.snapshot().2 == 1 }
-        },
-    )
-    .await;
+    wait_for_waiters("a client waiting for the server", &pool, 1).await;
     conn.abort();
     assert!(q.await.unwrap().is_err());
     holder.batch_execute("COMMIT").await.unwrap();
@@ -684,15 +676,7 @@ async fn server_lost_while_others_queue_hands_them_a_new_server() {
     });
     wait_marker_active(marker).await;
     let b_task = tokio::spawn(async move { rows(&b, "SELECT 8").await });
-    eventually(
-        "B waiting for the only server",
-        Duration::from_secs(10),
-        || {
-            let p = pool.clone();
-            async move { p.snapshot().2 == 1 }
-        },
-    )
-    .await;
+    wait_for_waiters("B waiting for the only server", &pool, 1).await;
     relay.cut(0);
     let err = tokio::time::timeout(Duration::from_secs(4), a_task)
         .await

@@ -248,6 +248,15 @@ where
     }
 }
 
+/// Waits (up to 10 s) until `n` requests are queued in `pool`'s checkout queue.
+pub async fn wait_for_waiters(what: &str, pool: &Arc<lagoon::pool::Pool>, n: usize) {
+    eventually(what, Duration::from_secs(10), || {
+        let p = Arc::clone(pool);
+        async move { p.snapshot().2 == n }
+    })
+    .await;
+}
+
 /// The SQLSTATE of a tokio-postgres error, if the server (or proxy) sent one.
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
