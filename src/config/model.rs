@@ -27,7 +27,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[pool]`: server connection pools, one per (member, database, user).
     pub pool: PoolConfig,
-    /// `[routing]`: read/write split and replica choice (validated now, used later).
+    /// `[routing]`: read/write split and replica choice.
     pub routing: RoutingConfig,
     /// `[slow_query]`: slow-query log (validated now, used later).
     pub slow_query: SlowQueryConfig,
@@ -215,8 +215,8 @@ impl PoolConfig {
     }
 }
 
-/// `[routing]`: read/write split and replica choice. Accepted and validated now; routing
-/// itself lands in a later issue, until then every query goes to the primary.
+/// `[routing]`: read/write split and replica choice (`router`, `health`). Applies to databases
+/// with `replicas`; a database without them sends everything to its primary and is not probed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
@@ -236,6 +236,17 @@ pub struct RoutingConfig {
     /// After a client's write commits, its reads only go to replicas that replayed it.
     /// Default true.
     pub read_your_writes: bool,
+    /// Functions that write, besides the built-in list (nextval, setval, advisory locks,
+    /// set_config, lo_*, ...): a statement calling one goes to the primary. Lowercase names,
+    /// optionally schema-qualified. Default `[]`.
+    pub write_functions: Vec<String>,
+    /// The primary also serves reads, as one more candidate beside the replicas. Default
+    /// false (reads reach it only when no replica is eligible and `no_replica = "primary"`).
+    pub primary_reads: bool,
+    /// Consecutive failed probes that mark a member down. Default 2; at least 1.
+    pub down_after_failures: u32,
+    /// Consecutive good probes that bring a down member back. Default 3; at least 1.
+    pub up_after_successes: u32,
 }
 
 impl Default for RoutingConfig {
@@ -248,6 +259,10 @@ impl Default for RoutingConfig {
             probe_interval_ms: 250,
             no_replica: NoReplica::Primary,
             read_your_writes: true,
+            write_functions: Vec::new(),
+            primary_reads: false,
+            down_after_failures: 2,
+            up_after_successes: 3,
         }
     }
 }

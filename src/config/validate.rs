@@ -115,6 +115,17 @@ impl Validator<'_> {
             config.routing.probe_interval_ms,
             1,
         );
+        let r = &config.routing;
+        self.at_least(
+            "routing.down_after_failures",
+            r.down_after_failures.into(),
+            1,
+        );
+        self.at_least(
+            "routing.up_after_successes",
+            r.up_after_successes.into(),
+            1,
+        );
         if config.slow_query.log.is_empty() {
             self.report(
                 "slow_query.log",
