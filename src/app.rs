@@ -8,11 +8,14 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use tokio::net::TcpListener;
 
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
+use crate::health::Health;
 use crate::pool::cluster::Pools;
+use crate::router::classify::Classifier;
 use crate::shutdown::Shutdown;
 
 /// Everything the data path and side tasks share. Handed down as `Arc<Shared>`.
@@ -29,11 +32,28 @@ pub struct Shared {
     pub mock_secret: [u8; 32],
     /// Named prepared statements by what they are, shared by all clients (see `prepared`).
     pub statements: crate::prepared::Registry,
+    /// Read or write, per statement shape (see `router::classify`).
+    pub classifier: Classifier,
+    /// The health view of each database with replicas and read/write split on, by database
+    /// name; its monitor runs while the proxy does.
+    pub health: DashMap<String, Arc<Health>>,
 }
+
+/// Statement shapes the classifier remembers (a few MiB at most).
+const CLASSIFY_CACHE_ENTRIES: usize = 16_384;
 
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
+        let classifier = Classifier::new(&config.routing.write_functions, CLASSIFY_CACHE_ENTRIES);
+        let health = DashMap::new();
+        if config.routing.read_write_split {
+            for db in config.databases.iter().filter(|d| !d.replicas.is_empty()) {
+                health.insert(db.name.clone(), Health::new(&config, db));
+            }
+        }
         Arc::new(Shared {
+            classifier,
+            health,
             config: ArcSwap::from_pointee(config),
             pools: Pools::default(),
             cancel: CancelRegistry::default(),
@@ -70,11 +90,15 @@ impl Proxy {
         let shared = self.shared;
         warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
+        let monitors = start_monitors(&shared);
         crate::net::listener::accept_loop(self.listener, Arc::clone(&shared)).await;
         shared.shutdown.tasks.close();
         shared.shutdown.tasks.wait().await;
         shared.pools.close_all();
         maintain.abort();
+        for m in monitors {
+            m.abort();
+        }
     }
 }
 
@@ -101,14 +125,32 @@ fn warn_not_yet_implemented(config: &Config) {
             "server.metrics_listen is set, but the metrics endpoint is not implemented yet"
         );
     }
-    if config.databases.iter().any(|d| !d.replicas.is_empty()) {
-        tracing::warn!(
-            "replicas are configured, but read/write split is not implemented yet: all traffic goes to the primary"
-        );
-    }
     if !config.server.admin_users.is_empty() {
         tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
     }
+}
+
+/// Starts the health monitor of every database with replicas. A database whose members the
+/// proxy cannot log in to for probing keeps its replicas unused (reads go by `no_replica`):
+/// unmeasured replicas could be any distance behind.
+fn start_monitors(shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = shared.config.load();
+    let mut tasks = Vec::new();
+    for entry in shared.health.iter() {
+        let Some(db) = config.database(entry.key()) else {
+            continue;
+        };
+        match crate::health::probe_login(&config, db) {
+            Some(login) => tasks.push(tokio::spawn(
+                Arc::clone(entry.value()).run(login, shared.shutdown.hard.clone()),
+            )),
+            None => tracing::error!(
+                database = %db.name,
+                "no login to probe this database's members with (no user in its URL and no [[users]]); its replicas stay unused"
+            ),
+        }
+    }
+    tasks
 }
 
 /// With `min_idle` set, creates every (database, user) pool up front so maintenance opens its
@@ -120,7 +162,9 @@ fn warm_pools(shared: &Shared) {
     }
     for db in &config.databases {
         for user in &config.users {
-            shared.pools.get_or_create(&config, db, user).maintain();
+            for pool in shared.pools.get_or_create(&config, db, user).pools() {
+                pool.maintain();
+            }
         }
     }
 }

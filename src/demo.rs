@@ -72,10 +72,12 @@ replicas = ["{r1}", "{r2}"]
         .map(|m| format!("{} on port {}", m.name, m.port))
         .collect();
     println!(
-        "\nLagoon is running in transaction mode in front of {} (the replicas stream from the\n primary; read/write split comes in a later release, so queries go to the primary).\n\n\
+        "\nLagoon is running in transaction mode in front of {} (the replicas stream from the\n primary; read-only statements go to the replica with the lowest latency, writes to the\n primary).\n\n\
          Connect with:\n    psql postgresql://demo:demo@{addr}/demo\n\n\
          Things to try:\n\
          \x20   SELECT * FROM items;                  -- through the pool\n\
+         \x20   SELECT inet_server_port(), pg_is_in_recovery();   -- a replica answered\n\
+         \x20   /* lagoon:primary */ SELECT inet_server_port();   -- this one goes to the primary\n\
          \x20   BEGIN; INSERT INTO items (name) VALUES ('x'); COMMIT;\n\
          \x20   SHOW application_name;                -- your own settings follow you\n\
          \x20   pgbench -i postgresql://demo:demo@{addr}/demo && pgbench -c 20 -T 10 -S postgresql://demo:demo@{addr}/demo\n\n\

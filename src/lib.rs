@@ -7,6 +7,9 @@
 //!   -> auth                 SCRAM-SHA-256 / md5 / trust against configured users
 //!   -> client::session      the pooling loop, one request at a time
 //!        protocol::codec    frame client bytes; buffer a whole request (up to Sync or Query)
+//!        client::route      router::classify (read or write, cached per statement shape),
+//!                           router::select (a replica by lag and latency from the health
+//!                           view), router::rw (read-your-writes) -> primary or replica pool
 //!        pool               checkout(deadline) -> PooledConn (check-in or discard on drop)
 //!        client::forward    write request (named statements rewritten by `prepared`), stream
 //!                           replies back; protocol::tracker finds the transaction boundary,
@@ -15,11 +18,12 @@
 //!                           (`sql::effects` says), ask the server; settings follow the client,
 //!                           session-only state pins it
 //!   -> server socket        pool::connect: TCP + startup + auth
-//! side tasks: pool::maintain (idle reaping, min_idle, lifetime), cancel (CancelRequest
-//! forwarding), shutdown (SIGTERM drain, SIGINT fast).
+//! side tasks: pool::maintain (idle reaping, min_idle, lifetime), health::Monitor (probes
+//! every member: up/down, replay LSN, lag, RTT), cancel (CancelRequest forwarding), shutdown
+//! (SIGTERM drain, SIGINT fast).
 //! ```
 //!
-//! `protocol` and `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
+//! `protocol`, `router` and `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
 //! temporary tables, ...) are sans-IO and never touch a socket; everything that does lives in
 //! `net`, `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is
 //! built once and handed down, so one test process can run several proxies.
@@ -32,10 +36,12 @@ pub mod config;
 pub mod demo;
 pub mod devcluster;
 pub mod error;
+pub mod health;
 pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;
+pub mod router;
 pub mod shutdown;
 pub mod sql;
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::route::Redirect;
 use super::session::{Exit, Session};
 use crate::prepared::registry::server_name;
 use crate::prepared::rewrite::{self, Ctx};
@@ -59,6 +60,15 @@ pub struct Wire {
     pub suspect: bool,
 }
 
+/// Why a read leaves its replica (see [`Retry`]).
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    /// `25006`: the replica refused a write the grammar could not see.
+    Refused,
+    /// FATAL: the replica is going away.
+    Died,
+}
+
 /// A Query or Parse the proxy handles itself, found by the write-time scan.
 #[derive(Debug)]
 enum HeadPlan {
@@ -90,10 +100,19 @@ enum Retry {
     /// The stale error was swallowed; swallowing its batch's replies up to ReadyForQuery,
     /// then re-sending these bytes.
     Replaying(BytesMut),
+    /// A replica refused the batch as a write (`25006`): swallowing its replies up to
+    /// ReadyForQuery, then sending these bytes to the primary (see [`Session::move_batch`]).
+    Moving(BytesMut),
     /// The re-sent batch: not retried again.
     Retried,
 }
 
+/// A read routed to a replica is kept the same way, with a single Query counting as a whole
+/// batch: if the replica refuses it as a write (`25006`) or dies under it before any byte of
+/// the reply reached the client, it runs again on the primary or another member (see
+/// `client::route`). A read that already streamed part of its reply is past that point: the
+/// client gets what a direct connection would have given it.
+///
 /// Batches larger than this are not kept for a retry.
 const RETRY_MAX: usize = 64 * 1024;
 
@@ -145,7 +164,7 @@ impl Session<'_> {
             let n = match conn.stream.try_write(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(_) => return Err(self.lose_server()),
+                Err(_) => return self.server_failed(),
             };
             if from_client {
                 self.cbuf.advance(n);
@@ -269,6 +288,13 @@ impl Session<'_> {
         let head_plan = &mut w.head_plan;
         let open_batch = &mut w.open_batch;
         let recording = matches!(w.retry, Retry::Recording(_));
+        // Nothing recorded yet: a Query here is a whole batch by itself, worth keeping only
+        // when it is a read on a replica (a stale plan never hits a simple Query).
+        let mut fresh = matches!(&w.retry, Retry::Recording(b) if b.is_empty())
+            && self
+                .route
+                .as_ref()
+                .is_some_and(|r| r.on_replica().is_some());
         let mut ends_batch = false;
         let mut retryable = true;
         let scanned = w.wscan.scan(
@@ -322,8 +348,11 @@ impl Session<'_> {
                     if ends_batch {
                         return Flow::StopBefore;
                     }
-                    ends_batch = tag == b'S';
-                    retryable &= matches!(tag, b'P' | b'B' | b'D' | b'E' | b'S' | b'C' | b'H');
+                    let lone_query = tag == b'Q' && fresh;
+                    fresh = false;
+                    ends_batch = tag == b'S' || lone_query;
+                    retryable &=
+                        lone_query || matches!(tag, b'P' | b'B' | b'D' | b'E' | b'S' | b'C' | b'H');
                 }
                 if let Some(e) = rewrite::pass_through(tag, body) {
                     replies.push(e);
@@ -408,7 +437,16 @@ impl Session<'_> {
         let applied = &mut conn.applied;
         let w = &mut self.wire;
         let mut head = None;
-        let replaying = matches!(w.retry, Retry::Replaying(_));
+        let replaying = matches!(w.retry, Retry::Replaying(_) | Retry::Moving(_));
+        // A read on a replica, kept whole, of which the client has seen nothing yet: a
+        // refusal or a dying server sends it elsewhere instead of to the client.
+        let movable = self
+            .route
+            .as_ref()
+            .is_some_and(|r| r.on_replica().is_some())
+            && !w.replied
+            && matches!(w.retry, Retry::Complete(_));
+        let mut moving = None;
         let scanned = self.sscan.scan(
             &conn.read_buf,
             SERVER_MAX_MESSAGE,
@@ -425,6 +463,20 @@ impl Session<'_> {
                     super::params::upsert(applied, name, value);
                     // Something changed a setting: learn exactly what before release.
                     ask.settings = true;
+                }
+                if movable
+                    && tag == b'E'
+                    && let Some(f) = body.and_then(parse::error_fields)
+                {
+                    if f.code == Some(crate::protocol::sqlstate::READ_ONLY_SQL_TRANSACTION.code()) {
+                        moving = Some(Move::Refused);
+                        head = Some(Verdict::Swallow);
+                        return Flow::StopBefore;
+                    }
+                    if matches!(f.severity, Some("FATAL" | "PANIC")) {
+                        moving = Some(Move::Died);
+                        return Flow::StopBefore;
+                    }
                 }
                 if replaying && !matches!(tag, b'N' | b'A' | b'S') {
                     // The failed batch's own replies (its error and ReadyForQuery, both read
@@ -448,6 +500,30 @@ impl Session<'_> {
                 return Err(self.lose_server());
             }
         };
+        if let Some(m) = moving {
+            // What the replica answered so far never reaches the client: the batch runs
+            // again elsewhere and answers in full there.
+            if let Some(conn) = self.server.as_mut() {
+                conn.read_buf.advance(n);
+            }
+            self.wire.client_out.clear();
+            self.to_client = 0;
+            match m {
+                Move::Refused => {
+                    if let Retry::Complete(batch) = std::mem::take(&mut self.wire.retry) {
+                        tracing::debug!(
+                            "a replica refused a read as a write; running it on the primary"
+                        );
+                        self.wire.retry = Retry::Moving(batch);
+                    }
+                    self.wire.head = head;
+                }
+                Move::Died => {
+                    self.reroute_lost();
+                }
+            }
+            return Ok(true);
+        }
         self.to_client = n;
         self.wire.head = head;
         self.handle_events();
@@ -474,10 +550,14 @@ impl Session<'_> {
             }
             Verdict::Swallow => {
                 conn.read_buf.advance(len);
-                if self.wire.replies.is_empty()
-                    && let Retry::Replaying(batch) = std::mem::take(&mut self.wire.retry)
-                {
-                    self.resend(batch);
+                if self.wire.replies.is_empty() {
+                    match std::mem::take(&mut self.wire.retry) {
+                        Retry::Replaying(batch) => self.resend(batch),
+                        Retry::Moving(batch) => {
+                            self.move_batch(batch, Redirect::Primary, true);
+                        }
+                        other => self.wire.retry = other,
+                    }
                 }
             }
             Verdict::Replace(bytes) => {
@@ -510,6 +590,68 @@ impl Session<'_> {
         self.cbuf.unsplit(rest);
         self.scanned += len;
         self.wire.retry = Retry::Retried;
+    }
+
+    /// The replica serving a read died (FATAL, or the socket failed) before any of its reply
+    /// reached the client: the read runs again on another member. False when that is not
+    /// possible (not a routed read, already answered in part, not kept whole).
+    pub(super) fn reroute_lost(&mut self) -> bool {
+        let Some(i) = self.route.as_ref().and_then(|r| r.on_replica()) else {
+            return false;
+        };
+        if self.wire.replied || !matches!(self.wire.retry, Retry::Complete(_)) {
+            return false;
+        }
+        let Retry::Complete(batch) = std::mem::take(&mut self.wire.retry) else {
+            return false;
+        };
+        tracing::info!(
+            member = i + 1,
+            "a replica died under a read; running it elsewhere"
+        );
+        self.move_batch(batch, Redirect::Avoid(i), false);
+        true
+    }
+
+    /// Sends a whole read batch to another member: the current server goes (back to its pool
+    /// when it answered in full and is idle, closed otherwise), the batch is put back in front
+    /// of the client's unsent bytes as if just read, and the next attach goes `to`.
+    fn move_batch(&mut self, batch: BytesMut, to: Redirect, server_ok: bool) {
+        if let Some(conn) = self.server.take() {
+            if server_ok && !self.wire.suspect && self.wire.replies.is_empty() {
+                conn.release();
+            } else {
+                conn.discard();
+            }
+        }
+        self.slot.set(None);
+        if !server_ok {
+            // Its ReadyForQuery never came: what the tracker counted for the batch is settled
+            // here, and the re-sent batch is counted afresh.
+            let tracker = &mut self.tracker;
+            let _ = walk_messages(&batch, 0, usize::MAX, |tag, _| {
+                if matches!(tag, b'S' | b'Q') {
+                    tracker.server_message(b'Z', Some(b"I"));
+                }
+                true
+            });
+            // Bytes of the batch not yet written are in `batch` too.
+            self.cbuf.advance(self.wire.raw);
+            self.scanned -= self.wire.raw;
+            self.wire.raw = 0;
+            self.wire.sout.clear();
+            self.wire.replies = Default::default();
+            self.sscan = Default::default();
+        }
+        self.wire.suspect = false;
+        self.wire.head = None;
+        self.wire.client_out.clear();
+        self.to_client = 0;
+        if let Some(r) = self.route.as_mut() {
+            r.detached();
+            r.redirect(to);
+        }
+        self.resend(batch);
     }
 
     /// Keeps the client's names and the server's prepared set true to what the server did.

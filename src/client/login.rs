@@ -85,7 +85,8 @@ impl ClientFacing for LoginError {
 
 /// A logged-in client, ready for the pooling loop.
 pub struct LoggedIn {
-    pub pool: Arc<Pool>,
+    /// Every member's pool of the client's database (for its user).
+    pub cluster: Arc<crate::pool::cluster::Cluster>,
     pub params: SessionParams,
     pub session_mode: bool,
     pub config: Arc<Config>,
@@ -200,7 +201,8 @@ pub async fn login(
     let db = config
         .database(db_name)
         .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
-    let pool = shared.pools.get_or_create(&config, db, user);
+    let cluster = shared.pools.get_or_create(&config, db, user);
+    let pool = Arc::clone(&cluster.primary);
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 
     let mut params = SessionParams::from_startup(&msg.params, options);
@@ -222,7 +224,7 @@ pub async fn login(
     stream.write_all(&out).await?;
 
     Ok(LoggedIn {
-        pool,
+        cluster,
         params,
         session_mode,
         config,

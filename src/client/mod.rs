@@ -9,6 +9,7 @@ pub mod login;
 pub mod params;
 pub mod probe;
 pub mod relay;
+pub mod route;
 pub mod session;
 mod session_state;
 
@@ -130,7 +131,13 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         server: None,
         to_client: 0,
         params: logged.params,
-        pool: logged.pool,
+        pool: Arc::clone(&logged.cluster.primary),
+        route: if logged.session_mode {
+            None
+        } else {
+            route::Route::new(&shared, &logged.config, &logged.cluster.primary.database)
+        },
+        cluster: logged.cluster,
         session_mode: logged.session_mode,
         slot: Arc::clone(&reg.slot),
         max_message: logged.config.server.max_message_bytes,

@@ -18,16 +18,19 @@ use super::forward::Wire;
 use super::params::SessionParams;
 use super::probe::Ask;
 use super::relay;
+use super::route::{Placed, Route};
 use crate::app::Shared;
 use crate::cancel::CancelSlot;
 use crate::error::ClientFacing;
-use crate::pool::{Pool, PooledConn};
+use crate::pool::cluster::Cluster;
+use crate::pool::{Pool, PoolError, PooledConn};
 use crate::prepared::ClientStatements;
 use crate::protocol::codec::{HEADER_LEN, peek_header};
 use crate::protocol::messages::encode::{self, Severity};
 use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
 use crate::protocol::tracker::{ClientEvent, Flow, StreamScanner, TxnTracker, client_needs_body};
+use crate::router::select::Target;
 
 /// Buffered request bytes past which we stop waiting for the end of the request and stream
 /// it to a server (a huge Bind or a long pipeline without Sync).
@@ -74,7 +77,12 @@ pub struct Session<'a> {
     /// Bytes at the front of the server's read buffer scanned and owed to the client.
     pub to_client: usize,
     pub params: SessionParams,
+    /// The primary's pool: its settings, statement scope and names serve the whole cluster.
     pub pool: Arc<Pool>,
+    /// Every member's pool for this client's database and user.
+    pub cluster: Arc<Cluster>,
+    /// Read/write routing, when the database has replicas (see [`super::route`]).
+    pub route: Option<Route>,
     pub session_mode: bool,
     pub slot: Arc<CancelSlot>,
     pub max_message: usize,
@@ -299,13 +307,36 @@ impl Session<'_> {
     /// request. A checkout failure answers the request with an error and keeps the client.
     async fn attach(&mut self) -> Result<(), Exit> {
         let deadline = Instant::now() + self.pool.settings().checkout_timeout;
-        let checkout = tokio::select! {
-            r = self.pool.checkout(deadline) => r,
-            _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
-        };
-        let mut conn = match checkout {
-            Ok(c) => c,
-            Err(e) => return self.refuse_request(&e).await,
+        let redirect = self.route.as_mut().and_then(Route::take_redirect);
+        let mut avoid = None;
+        let mut failed = 0;
+        let (mut conn, placed) = loop {
+            let (pool, placed) = match self.choose_pool(redirect, avoid) {
+                Ok(p) => p,
+                Err(e) => return self.refuse_request(&e).await,
+            };
+            let checkout = tokio::select! {
+                r = pool.checkout(deadline) => r,
+                _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+            };
+            match checkout {
+                Ok(c) => break (c, placed),
+                // A replica that cannot be reached: the read goes elsewhere (each replica is
+                // marked down as it fails, so this ends at the primary at worst).
+                Err(e @ (PoolError::Connect(_) | PoolError::Down { .. }))
+                    if failed < self.cluster.replicas.len()
+                        && let Some(Placed {
+                            target: Target::Replica(i),
+                            ..
+                        }) = placed =>
+                {
+                    tracing::info!(member = %pool.member, error = %e, "replica unreachable; routing the read elsewhere");
+                    self.replica_failed(i, &e.to_string());
+                    avoid = Some(i);
+                    failed += 1;
+                }
+                Err(e) => return self.refuse_request(&e).await,
+            }
         };
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
             match relay::replay(&mut conn, &sql).await {
@@ -322,6 +353,7 @@ impl Session<'_> {
             }
         }
         self.sync_sql_prepared(&mut conn).await?;
+        self.attached_to(placed);
         self.slot.set(Some(Arc::clone(&conn.cancel)));
         self.server = Some(conn);
         self.wire.attached();
@@ -380,8 +412,8 @@ impl Session<'_> {
 
     /// Answers a request that could not get a server: an error, then the ReadyForQuery
     /// messages it is owed, and forgets the request.
-    async fn refuse_request(&mut self, err: &crate::pool::PoolError) -> Result<(), Exit> {
-        tracing::warn!(database = %self.pool.database, error = %err, "checkout failed");
+    async fn refuse_request(&mut self, err: &impl ClientFacing) -> Result<(), Exit> {
+        tracing::warn!(database = %self.pool.database, error = %err, "request refused");
         if !self.cscan.at_boundary() {
             return Err(Exit::Fatal(err.sqlstate(), err.client_message()));
         }
@@ -439,7 +471,7 @@ impl Session<'_> {
             Event::ServerReadable => self.read_server(),
             Event::ClientReadable => self.read_client_attached(),
             Event::IoError(Side::Client) => Err(Exit::ClientGone),
-            Event::IoError(Side::Server) => Err(self.lose_server()),
+            Event::IoError(Side::Server) => self.server_failed(),
             Event::IdleTimeout => Err(Exit::fatal(
                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                 "terminating connection due to idle-in-transaction timeout (pool.idle_transaction_timeout_ms)",
@@ -448,10 +480,22 @@ impl Session<'_> {
         }
     }
 
+    /// The server's socket failed: a read on a replica that had answered nothing yet runs
+    /// again elsewhere; anything else ends the client (see [`Self::lose_server`]).
+    pub(super) fn server_failed(&mut self) -> Result<(), Exit> {
+        if self.reroute_lost() {
+            return Ok(());
+        }
+        Err(self.lose_server())
+    }
+
     /// The server is gone, and with it this client's transaction: tell the client plainly.
     pub(super) fn lose_server(&mut self) -> Exit {
         if let Some(conn) = self.server.take() {
             conn.discard();
+        }
+        if let Some(r) = self.route.as_mut() {
+            r.detached();
         }
         Exit::server_lost()
     }
@@ -486,10 +530,10 @@ impl Session<'_> {
             sc.read_buf.reserve(16 * 1024);
         }
         match sc.stream.try_read_buf(&mut sc.read_buf) {
-            Ok(0) => return Err(self.lose_server()),
+            Ok(0) => return self.server_failed(),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(_) => return Err(self.lose_server()),
+            Err(_) => return self.server_failed(),
         }
         self.pump_client()
     }
@@ -522,6 +566,9 @@ impl Session<'_> {
                 conn.discard();
             } else if self.wire.replies.is_empty() {
                 conn.release();
+                if let Some(r) = self.route.as_mut() {
+                    r.released();
+                }
             } else {
                 // The server answered everything the tracker counted, yet replies are still
                 // expected: the two disagree about this conversation, so trust neither.
@@ -531,6 +578,9 @@ impl Session<'_> {
                 );
                 self.wire.replies = Default::default();
                 conn.discard();
+            }
+            if let Some(r) = self.route.as_mut() {
+                r.detached();
             }
         }
         if self.shared.shutdown.drain.is_cancelled() {

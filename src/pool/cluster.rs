@@ -1,5 +1,6 @@
-//! The registry of pools, one per (database, user), created on first use from the config.
-//! Read/write split (replicas as further members) extends this in a later issue.
+//! The registry of pools. A (database, user) is served by a [`Cluster`]: one pool on the
+//! primary and one per replica, created together on first use from the config. Which member a
+//! request goes to is `router`'s decision, not this module's.
 
 use std::sync::Arc;
 
@@ -7,34 +8,51 @@ use dashmap::DashMap;
 
 use super::connect::ServerTarget;
 use super::pool::{Pool, PoolSettings};
-use crate::config::{Config, DatabaseConfig, UserConfig};
+use crate::config::{Config, DatabaseConfig, Endpoint, UserConfig};
+
+/// The pools of one (database, user): the primary's and the replicas' (config order).
+pub struct Cluster {
+    pub primary: Arc<Pool>,
+    pub replicas: Vec<Arc<Pool>>,
+}
+
+impl Cluster {
+    /// Every pool of the cluster, primary first.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        std::iter::once(&self.primary).chain(&self.replicas)
+    }
+}
 
 /// All pools of one proxy.
 #[derive(Default)]
 pub struct Pools {
-    map: DashMap<(String, String), Arc<Pool>>,
+    map: DashMap<(String, String), Arc<Cluster>>,
 }
 
 impl Pools {
-    /// The pool for (database, user), created from `config` if it does not exist yet.
+    /// The cluster for (database, user), created from `config` if it does not exist yet.
     pub fn get_or_create(
         &self,
         config: &Config,
         db: &DatabaseConfig,
         user: &UserConfig,
-    ) -> Arc<Pool> {
+    ) -> Arc<Cluster> {
         let key = (db.name.clone(), user.name.clone());
-        if let Some(p) = self.map.get(&key) {
-            return Arc::clone(&p);
+        if let Some(c) = self.map.get(&key) {
+            return Arc::clone(&c);
         }
         self.map
             .entry(key)
-            .or_insert_with(|| build(config, db, user))
+            .or_insert_with(|| Arc::new(build(config, db, user)))
             .clone()
     }
 
+    /// Every pool of every cluster.
     pub fn all(&self) -> Vec<Arc<Pool>> {
-        self.map.iter().map(|e| Arc::clone(e.value())).collect()
+        self.map
+            .iter()
+            .flat_map(|e| e.value().pools().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Closes every pool (shutdown).
@@ -45,11 +63,16 @@ impl Pools {
     }
 }
 
-/// Where and as whom the proxy logs in for this (database, user): the database URL's user and
-/// password when it names one (one server login for every client, like PgBouncer's forced
-/// user), else the client's user name with its `server_password`.
+/// Where and as whom the proxy logs in to the primary for this (database, user); see
+/// [`target_at`].
 pub fn target_for(db: &DatabaseConfig, user: &UserConfig) -> ServerTarget {
-    let ep = &db.primary_endpoint;
+    target_at(&db.primary_endpoint, user)
+}
+
+/// Where and as whom the proxy logs in at one member: the URL's user and password when it
+/// names one (one server login for every client, like PgBouncer's forced user), else the
+/// client's user name with its `server_password`.
+pub fn target_at(ep: &Endpoint, user: &UserConfig) -> ServerTarget {
     let (login_user, password) = match &ep.user {
         Some(u) => (u.clone(), ep.password.clone()),
         None => (user.name.clone(), user.server_password().map(str::to_owned)),
@@ -75,16 +98,28 @@ pub fn settings_for(config: &Config, db: &DatabaseConfig) -> PoolSettings {
     }
 }
 
-fn build(config: &Config, db: &DatabaseConfig, user: &UserConfig) -> Arc<Pool> {
-    let mut startup = Vec::new();
-    if let Some(opts) = &db.primary_endpoint.options {
-        startup.push(("options".to_owned(), opts.clone()));
+fn build(config: &Config, db: &DatabaseConfig, user: &UserConfig) -> Cluster {
+    let pool_at = |ep: &Endpoint, member: String| {
+        let mut startup = Vec::new();
+        if let Some(opts) = &ep.options {
+            startup.push(("options".to_owned(), opts.clone()));
+        }
+        Pool::new(
+            db.name.clone(),
+            user.name.clone(),
+            member,
+            target_at(ep, user),
+            startup,
+            settings_for(config, db),
+        )
+    };
+    Cluster {
+        primary: pool_at(&db.primary_endpoint, "primary".to_owned()),
+        replicas: db
+            .replica_endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| pool_at(ep, format!("replica{}", i + 1)))
+            .collect(),
     }
-    Pool::new(
-        db.name.clone(),
-        user.name.clone(),
-        target_for(db, user),
-        startup,
-        settings_for(config, db),
-    )
 }

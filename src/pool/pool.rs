@@ -112,6 +112,8 @@ pub struct PoolCounters {
 pub struct Pool {
     pub database: String,
     pub user: String,
+    /// Which member of the database this pool reaches: `primary`, `replica1`, ...
+    pub member: String,
     /// `database NUL user NUL`: the scope of this pool's prepared statements in the registry.
     pub statement_scope: Box<[u8]>,
     target: ServerTarget,
@@ -145,6 +147,7 @@ impl Pool {
     pub fn new(
         database: String,
         user: String,
+        member: String,
         target: ServerTarget,
         startup_params: Vec<(String, String)>,
         settings: PoolSettings,
@@ -156,6 +159,7 @@ impl Pool {
             statement_scope,
             database,
             user,
+            member,
             target,
             startup_params,
             settings,

@@ -41,3 +41,7 @@ pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 pub const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
 /// A session setting the client asked for was refused by the server.
 pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
+/// No replica can serve a read now and `routing.no_replica = "error"`: retry later.
+pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
+/// A read-only server refused a write (a replica, or a READ ONLY transaction).
+pub const READ_ONLY_SQL_TRANSACTION: SqlState = SqlState("25006");
