@@ -74,6 +74,8 @@ enum Move {
 enum HeadPlan {
     /// Replace its SQL with an error (`session_features = "error"`, reserved names).
     Refuse(String),
+    /// Replace its SQL with this (`router::route_setting`).
+    Replace(Vec<u8>),
     /// A lone DEALLOCATE of these protocol-level statements of the client.
     Deallocate(Vec<Vec<u8>>),
 }
@@ -231,19 +233,29 @@ impl Session<'_> {
                     self.scanned -= h.total_len;
                     return true;
                 }
-                Some(HeadPlan::Refuse(msg)) => refused = Some(msg),
+                Some(HeadPlan::Refuse(msg)) => refused = refusal_sql(&msg),
+                Some(HeadPlan::Replace(sql)) => {
+                    self.ask
+                        .note(&crate::sql::effects::scan_with(&sql, std_strings));
+                    refused = Some(sql);
+                }
                 None if named && h.tag == b'P' => {
                     // Named Parses skip the scan callback: check them here (once per
                     // statement and client).
-                    refused = query_text(h.tag, body).and_then(|t| {
-                        refusal_reason(&crate::sql::effects::scan_with(t, std_strings), refuse_on)
-                    });
+                    refused = query_text(h.tag, body)
+                        .and_then(|t| {
+                            refusal_reason(
+                                &crate::sql::effects::scan_with(t, std_strings),
+                                refuse_on,
+                            )
+                        })
+                        .and_then(|m| refusal_sql(&m));
                 }
                 None => {}
             }
             if refused.is_some() || named {
                 let replaced;
-                let body = match refused.and_then(|m| refusal(h.tag, body, &m)) {
+                let body = match refused.and_then(|sql| with_sql(h.tag, body, &sql)) {
                     Some(b) => {
                         replaced = b;
                         &replaced[..]
@@ -311,6 +323,16 @@ impl Session<'_> {
                     let effects = crate::sql::effects::scan_with(text, std_strings);
                     if rewrite_on && let Some(msg) = refusal_reason(&effects, refuse_on) {
                         *head_plan = Some(HeadPlan::Refuse(msg));
+                        return Flow::StopBefore;
+                    }
+                    if rewrite_on
+                        && effects
+                            .custom_settings
+                            .iter()
+                            .any(|n| n == crate::router::route_setting::NAME.as_bytes())
+                        && let Some(sql) = crate::router::route_setting::quote_primary(text)
+                    {
+                        *head_plan = Some(HeadPlan::Replace(sql));
                         return Flow::StopBefore;
                     }
                     if rewrite_on
@@ -783,17 +805,24 @@ fn refusal_reason(e: &crate::sql::Effects, features_refused: bool) -> Option<Str
     None
 }
 
-/// The Query or Parse body with its SQL replaced by a statement that raises `0A000` naming
-/// `feature`: the server raises it, so the error has all of Postgres's own effects (it aborts
-/// an open transaction, and an extended batch skips to Sync).
-fn refusal(tag: u8, body: &[u8], message: &str) -> Option<Vec<u8>> {
+/// A statement that raises `0A000` with `message`: the server raises it, so the error has all
+/// of Postgres's own effects (it aborts an open transaction, and an extended batch skips to
+/// Sync).
+fn refusal_sql(message: &str) -> Option<Vec<u8>> {
     let hint = "Set pool.session_features = \"pin\" to keep such a client on its server \
                 connection while the state exists, or use session pooling for it.";
-    let sql = format!(
-        "DO $lagoon$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = {}, HINT = {}; END$lagoon$",
-        super::params::literal(message),
-        super::params::literal(hint)
-    );
+    Some(
+        format!(
+            "DO $lagoon$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = {}, HINT = {}; END$lagoon$",
+            super::params::literal(message),
+            super::params::literal(hint)
+        )
+        .into_bytes(),
+    )
+}
+
+/// The Query or Parse body with its SQL replaced by `sql`.
+fn with_sql(tag: u8, body: &[u8], sql: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + sql.len());
     match tag {
         b'Q' => {}
@@ -804,7 +833,7 @@ fn refusal(tag: u8, body: &[u8], message: &str) -> Option<Vec<u8>> {
         }
         _ => return None,
     }
-    out.extend_from_slice(sql.as_bytes());
+    out.extend_from_slice(sql);
     out.push(0);
     if tag == b'P' {
         // Keep the declared parameter types: the client's Bind still matches.

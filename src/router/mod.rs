@@ -6,5 +6,6 @@
 
 pub mod classify;
 pub mod request;
+pub mod route_setting;
 pub mod rw;
 pub mod select;
