@@ -32,10 +32,12 @@ pub mod config;
 pub mod demo;
 pub mod devcluster;
 pub mod error;
+pub mod health;
 pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;
+pub mod router;
 pub mod shutdown;
 pub mod sql;
 #[cfg(test)]

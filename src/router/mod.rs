@@ -1,0 +1,2 @@
+//! Where a query goes: primary or which replica (`select`).
+pub mod select;
