@@ -119,10 +119,13 @@ async fn monitor_sees_the_cluster_up_and_replicas_caught_up() {
 
     // Once the replicas replayed everything, their lag in bytes is small (other tests may be
     // writing meanwhile, so not necessarily 0).
-    tokio::task::spawn_blocking(|| cluster().wait_replicas_caught_up(WAIT))
-        .await
-        .expect("wait task")
-        .expect("replicas catch up");
+    tokio::task::spawn_blocking(|| {
+        cluster()
+            .wait_replicas_caught_up(WAIT)
+            .unwrap_or_else(|e| panic!("replicas catch up: {e}"))
+    })
+    .await
+    .expect("wait task");
     eventually("replica lag under 1 MiB", WAIT, || {
         let h = Arc::clone(&health);
         async move { h.replicas.iter().all(|r| r.lag_bytes() < 1 << 20) }
