@@ -9,6 +9,13 @@
 //! and every member is probed well within the 3-interval staleness limit. Ticks missed by a
 //! slow round are delayed, not bunched (`MissedTickBehavior::Delay`).
 //!
+//! How fast a failure is seen: a stopped member refuses connections, so its probes fail at
+//! once and it is down after `down_after_failures` rounds (immediately when the data path
+//! calls `Member::mark_down` on a refused connection). A hung one costs a whole interval per
+//! failed probe, so with the defaults it is down 2 to 3 intervals after it stopped answering;
+//! meanwhile the requests piling up on it raise its `cost()` and the `latency` strategy
+//! already sends new reads elsewhere.
+//!
 //! The hysteresis ([`Ban`]) and the primary's LSN history ([`LsnHistory`]) live here, owned by
 //! this task alone; the data path's `Member::mark_down` reaches the hysteresis by knocking the
 //! published state down, which the next round notices (and a compare-and-swap on publish keeps
