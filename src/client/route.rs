@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::session::Session;
 use crate::config::{Config, NoReplica};
 use crate::error::{ClientFacing, ErrorKind};
-use crate::health::{Health, Member};
+use crate::health::{Health, InFlight, State};
 use crate::pool::Pool;
 use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
@@ -49,16 +49,10 @@ pub enum Redirect {
 /// The attached server's member, counted as outstanding there while attached.
 struct OnMember {
     target: Target,
-    member: Arc<Member>,
+    member: InFlight,
     since: Instant,
     /// The request may have written: the client's later reads must see it.
     may_write: bool,
-}
-
-impl Drop for OnMember {
-    fn drop(&mut self) {
-        self.member.end();
-    }
 }
 
 /// The member chosen for a request.
@@ -144,7 +138,7 @@ impl Route {
     /// feeds the member's estimate, and a possible write is remembered for the client's reads.
     pub fn released(&mut self) {
         if let Some(on) = self.on.take() {
-            on.member.observe_latency(on.since.elapsed());
+            on.member.member().observe_latency(on.since.elapsed());
             if on.may_write && self.read_your_writes {
                 self.rw.committed(Instant::now());
             }
@@ -161,7 +155,7 @@ impl Route {
         let h = &self.health;
         let min_lsn = match want {
             Want::Write => {
-                if h.primary.known_down() {
+                if h.primary.state() == State::Down {
                     return Err(RouteError::PrimaryDown(h.database.clone()));
                 }
                 return Ok((Target::Primary, true));
@@ -255,14 +249,14 @@ impl Session<'_> {
             return;
         };
         let member = match target {
-            Target::Primary => Arc::clone(&route.health.primary),
+            Target::Primary => &route.health.primary,
             Target::Replica(i) => match route.health.replicas.get(i) {
-                Some(m) => Arc::clone(m),
+                Some(m) => m,
                 None => return,
             },
         };
-        member.begin();
         member.count_routed();
+        let member = member.start_request();
         route.on = Some(OnMember {
             target,
             member,

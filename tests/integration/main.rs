@@ -9,6 +9,7 @@ mod faultkit;
 mod faults;
 mod handshake;
 mod harness;
+mod health;
 mod load;
 mod login_wire;
 mod params;
