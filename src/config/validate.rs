@@ -121,11 +121,7 @@ impl Validator<'_> {
             r.down_after_failures.into(),
             1,
         );
-        self.at_least(
-            "routing.up_after_successes",
-            r.up_after_successes.into(),
-            1,
-        );
+        self.at_least("routing.up_after_successes", r.up_after_successes.into(), 1);
         if config.slow_query.log.is_empty() {
             self.report(
                 "slow_query.log",
