@@ -168,7 +168,8 @@ fn primary_addr() -> SocketAddr {
 
 #[tokio::test]
 async fn delay_proxy_adds_its_delay_to_every_round_trip_and_can_change_it() {
-    // Read-only use of the routing cluster's primary: no lock needed.
+    // The routing tests stop the routing cluster's primary: wait for them.
+    let _lock = routing_lock().await;
     let proxy = DelayProxy::start(primary_addr(), 0).await;
     let client = connect_via(&proxy).await;
     assert_eq!(served_by(&client).await, primary_port());
@@ -200,6 +201,7 @@ async fn delay_proxy_adds_its_delay_to_every_round_trip_and_can_change_it() {
 
 #[tokio::test]
 async fn delay_proxy_keeps_order_and_carries_large_results_and_psql() {
+    let _lock = routing_lock().await;
     let proxy = DelayProxy::start(primary_addr(), 5).await;
     let client = connect_via(&proxy).await;
     // Many chunks in flight (a ~1 MB result) arrive whole and in order.

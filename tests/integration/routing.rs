@@ -28,7 +28,10 @@ const SETTLE: Duration = Duration::from_secs(15);
 /// Superuser SQL on a routing cluster member from a `Drop` (blocking, never panics).
 fn cleanup_sql(member: &str, sql: &str) {
     let c = routing_cluster();
-    let result = c.member(member).and_then(|m| c.psql(m, "postgres", sql));
+    let result = match c.member(member) {
+        Ok(m) => c.psql(m, "postgres", sql).map(drop),
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         eprintln!("cleanup on {member} failed: {sql}: {e}");
     }
@@ -129,15 +132,19 @@ impl MemberDown {
     async fn stop(member: &'static str) -> (MemberDown, Duration) {
         let t = Instant::now();
         let guard = MemberDown { member, down: true };
-        tokio::task::spawn_blocking(move || routing_cluster().stop_member(member))
-            .await
-            .expect("stop_member panicked")
-            .unwrap_or_else(|e| panic!("stop {member}: {e}"));
+        tokio::task::spawn_blocking(move || {
+            routing_cluster()
+                .stop_member(member)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .expect("stop_member panicked")
+        .unwrap_or_else(|e| panic!("stop {member}: {e}"));
         (guard, t.elapsed())
     }
 
-    /// Starts it again and, if it is the primary, waits until both replicas stream; returns
-    /// how long that took.
+    /// Starts it again and waits until both replicas stream (from the primary, if that was
+    /// the one stopped); returns how long that took.
     async fn start(&mut self) -> Duration {
         let t = Instant::now();
         let member = self.member;
@@ -150,10 +157,12 @@ impl MemberDown {
     }
 }
 
-fn restart(member: &str) -> Result<(), lagoon::devcluster::DevClusterError> {
+/// `start_member`, then `wait_streaming`.
+fn restart(member: &str) -> Result<(), String> {
     let c = routing_cluster();
-    c.start_member(member)?;
+    c.start_member(member).map_err(|e| e.to_string())?;
     c.wait_streaming(Duration::from_secs(30))
+        .map_err(|e| e.to_string())
 }
 
 impl Drop for MemberDown {
@@ -220,10 +229,15 @@ async fn wait_port_serving(client: &Client, port: u16, what: &str, timeout: Dura
     .await;
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+/// `n` distinct ports nothing listens on (bound together, then released).
+fn closed_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
 }
 
 /// A number no other run of these tests used (for marker rows).
@@ -315,10 +329,14 @@ async fn harness_pause_and_resume_replay_on_a_replica() {
         &format!("INSERT INTO rt_items (v) VALUES ({marker})"),
     )
     .await;
-    let target = tokio::task::spawn_blocking(|| routing_cluster().primary_flush_lsn())
-        .await
-        .expect("primary_flush_lsn panicked")
-        .expect("primary_flush_lsn");
+    let target = tokio::task::spawn_blocking(|| {
+        routing_cluster()
+            .primary_flush_lsn()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("primary_flush_lsn panicked")
+    .expect("primary_flush_lsn");
     // Received but not replayed: the WAL arrives, replay stays put.
     let received = format!("SELECT pg_last_wal_receive_lsn() >= '{target}'::pg_lsn");
     eventually(
@@ -450,7 +468,7 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
         "WITH x AS (INSERT INTO rt_items (v) VALUES (2) RETURNING 1) \
          SELECT inet_server_port() FROM x",
         "WITH x AS (DELETE FROM rt_items WHERE v = 2 RETURNING 1) \
-         SELECT inet_server_port() FROM x LIMIT 1",
+         SELECT inet_server_port() FROM (SELECT count(*) FROM x) n",
     ];
     for sql in writes {
         assert_eq!(port_of(&client, sql).await, primary, "{sql}");
@@ -521,11 +539,13 @@ async fn hints_and_session_route_override_the_classifier() {
         let p = served_by(&client).await;
         assert!(replicas.contains(&p), "route = replica: read on {p}");
     }
+    // The quoted spelling, valid for any setting in Postgres's grammar (where the bare
+    // `primary` is not: PRIMARY is a reserved word, so the proxy must take this SET itself).
     // Per session: another client of the same proxy is not affected by this one's setting.
     client
-        .simple_query("SET lagoon.route = primary")
+        .simple_query("SET lagoon.route = 'primary'")
         .await
-        .expect("SET lagoon.route = primary");
+        .expect("SET lagoon.route = 'primary'");
     let other = proxy.connect().await;
     let p = served_by(&other).await;
     assert!(replicas.contains(&p), "other session's read on {p}");
@@ -636,7 +656,7 @@ async fn a_read_only_error_from_a_replica_is_retried_on_the_primary() {
 async fn no_eligible_replica_means_the_primary_or_57p03_as_configured() {
     let _lock = routing_lock().await;
     let primary = primary_port();
-    let unreachable = vec![member_url(closed_port()), member_url(closed_port())];
+    let unreachable: Vec<String> = closed_ports(2).into_iter().map(member_url).collect();
 
     let proxy = start_proxy_with(&routing_config("no_replica = \"error\"", &unreachable)).await;
     let client = proxy.connect().await;
