@@ -121,7 +121,6 @@ impl Servers {
         data_dir: &Path,
         extra_conf: &[String],
     ) -> Result<u16, DevClusterError> {
-        let log = self.base_dir.join(format!("{name}.log"));
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -129,38 +128,54 @@ impl Servers {
                 &data_dir.join(conf::LAGOON_CONF),
                 &conf::postgresql_conf(name, port, extra_conf),
             )?;
-            let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
-            let out = self
-                .runner
-                .pg(&self.bin("pg_ctl"))
-                .args(["start", "-w", "-t", "60", "-D"])
-                .arg(data_dir)
-                .arg("-l")
-                .arg(&log)
-                .output()?;
-            if out.status.success() {
-                return Ok(port);
+            match self.pg_ctl_start(name, data_dir) {
+                Ok(()) => return Ok(port),
+                Err(DevClusterError::Start { log_tail, .. })
+                    if attempt < PORT_ATTEMPTS && port_taken(&log_tail) =>
+                {
+                    tracing::warn!(member = name, port, "devcluster port taken, retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
-            let tail = log_tail(&log, log_start);
-            if attempt < PORT_ATTEMPTS && port_taken(&tail) {
-                tracing::warn!(member = name, port, "devcluster port taken, retrying");
-                attempt += 1;
-                continue;
-            }
-            return Err(DevClusterError::Start {
-                member: name.to_owned(),
-                command: out.shown,
-                status: out.status,
-                stderr: out.stderr,
-                log: log.display().to_string(),
-                log_tail: tail,
-            });
         }
+    }
+
+    /// Starts a member again with the `lagoon.conf` it already has (same port; a replica keeps
+    /// `standby.signal` and its `primary_conninfo`), for tests that stop and restart servers.
+    pub(crate) fn restart(&self, name: &str, data_dir: &Path) -> Result<(), DevClusterError> {
+        self.pg_ctl_start(name, data_dir)
+    }
+
+    /// `pg_ctl start -w`: returns once the server accepts connections. A failure quotes the
+    /// part of the member's log that this attempt wrote.
+    fn pg_ctl_start(&self, name: &str, data_dir: &Path) -> Result<(), DevClusterError> {
+        let log = self.base_dir.join(format!("{name}.log"));
+        let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let out = self
+            .runner
+            .pg(&self.bin("pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(data_dir)
+            .arg("-l")
+            .arg(&log)
+            .output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(DevClusterError::Start {
+            member: name.to_owned(),
+            command: out.shown,
+            status: out.status,
+            stderr: out.stderr,
+            log: log.display().to_string(),
+            log_tail: log_tail(&log, log_start),
+        })
     }
 
     /// `pg_ctl stop -m fast`, then `-m immediate` if that fails. A server that is not running
     /// (no `postmaster.pid`) is fine.
-    fn stop_server(&self, data_dir: &Path) -> Result<(), DevClusterError> {
+    pub(crate) fn stop_server(&self, data_dir: &Path) -> Result<(), DevClusterError> {
         let pid_file = data_dir.join("postmaster.pid");
         if !pid_file.exists() {
             return Ok(());

@@ -118,6 +118,8 @@ pub enum DevClusterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no devcluster member named {0:?} (have: {1})")]
+    UnknownMember(String, String),
     #[error("timed out after {waited:?} waiting for {what} (last seen: {last})")]
     Timeout {
         what: String,
@@ -331,10 +333,26 @@ impl DevCluster {
         self.psql(&self.primary, "postgres", &sql).map(drop)
     }
 
-    /// Waits until every replica has replayed the primary's WAL up to `pg_current_wal_lsn()` as
-    /// of this call, so whatever was committed before is visible on all replicas.
+    /// A WAL position on the primary that covers everything committed before this call, and
+    /// that replicas will receive without waiting for more WAL. The cluster runs with
+    /// `synchronous_commit = off`, so recent commits may still sit in WAL buffers, beyond
+    /// `pg_current_wal_lsn()` (the write position) and unsent to replicas; a transaction that
+    /// commits with `synchronous_commit = on` flushes them. Its insert position is taken before
+    /// its own commit record, so even one at a page boundary is passed by that record's replay.
+    pub fn primary_flush_lsn(&self) -> Result<String, DevClusterError> {
+        let out = self.psql(
+            &self.primary,
+            "postgres",
+            "SET synchronous_commit = on; SELECT txid_current(); \
+             SELECT pg_current_wal_insert_lsn()",
+        )?;
+        Ok(out.lines().last().unwrap_or_default().trim().to_owned())
+    }
+
+    /// Waits until every replica has replayed everything committed on the primary before this
+    /// call (see [`DevCluster::primary_flush_lsn`]), so it is visible on all replicas.
     pub fn wait_replicas_caught_up(&self, timeout: Duration) -> Result<(), DevClusterError> {
-        let target = self.psql(&self.primary, "postgres", "SELECT pg_current_wal_lsn()")?;
+        let target = self.primary_flush_lsn()?;
         let sql = format!(
             "SELECT coalesce(pg_last_wal_replay_lsn() >= {}::pg_lsn, false), \
              coalesce(pg_last_wal_replay_lsn()::text, 'none')",
@@ -357,8 +375,9 @@ impl DevCluster {
         Ok(())
     }
 
-    /// Waits until `pg_stat_replication` on the primary lists every replica as streaming.
-    fn wait_streaming(&self, timeout: Duration) -> Result<(), DevClusterError> {
+    /// Waits until `pg_stat_replication` on the primary lists every replica as streaming
+    /// (e.g. after [`DevCluster::start_member`] brought the primary or a replica back).
+    pub fn wait_streaming(&self, timeout: Duration) -> Result<(), DevClusterError> {
         if self.replicas.is_empty() {
             return Ok(());
         }
@@ -375,6 +394,39 @@ impl DevCluster {
                 Ok((streaming >= want, format!("pg_stat_replication: [{out}]")))
             },
         )
+    }
+
+    /// The member called `name` (`"primary"`, `"replica1"`, ...).
+    pub fn member(&self, name: &str) -> Result<&Member, DevClusterError> {
+        std::iter::once(&self.primary)
+            .chain(&self.replicas)
+            .find(|m| m.name == name)
+            .ok_or_else(|| {
+                let have = std::iter::once(&self.primary)
+                    .chain(&self.replicas)
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                DevClusterError::UnknownMember(name.to_owned(), have)
+            })
+    }
+
+    /// Stops one member (`pg_ctl stop -m fast`, `-m immediate` if that fails) and waits until
+    /// it is gone, for tests of a server going away. Its clients get `57P01` and its port
+    /// refuses connections until [`DevCluster::start_member`]. Stopping a stopped member is a
+    /// no-op. The primary's replicas keep retrying to stream and reconnect once it is back.
+    pub fn stop_member(&self, name: &str) -> Result<(), DevClusterError> {
+        let member = self.member(name)?;
+        self.servers.stop_server(&member.data_dir)
+    }
+
+    /// Starts a member that [`DevCluster::stop_member`] stopped, on the same port and with the
+    /// same config (a replica stays a streaming standby of the primary), and waits until it
+    /// accepts connections. Whether a replica streams again is [`DevCluster::wait_streaming`]'s
+    /// question. Starting a running member fails (`pg_ctl` refuses).
+    pub fn start_member(&self, name: &str) -> Result<(), DevClusterError> {
+        let member = self.member(name)?;
+        self.servers.restart(&member.name, &member.data_dir)
     }
 
     /// Stops every server (`-m fast`, `-m immediate` if that fails), removes the temp base dir

@@ -144,6 +144,56 @@ fn primary_with_two_streaming_replicas() {
         "f"
     );
 
+    // A stopped replica refuses connections; started again it is a standby on the same port
+    // that streams and replays what the primary wrote meanwhile.
+    let r1 = cluster.replicas[0].clone();
+    ok("stop replica1", cluster.stop_member("replica1"));
+    ok("stopping twice is a no-op", cluster.stop_member("replica1"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", r1.port)).is_err(),
+        "replica1 still accepts connections after stop_member"
+    );
+    assert!(
+        psql_as(
+            p,
+            "app_md5",
+            "md5-secret",
+            "app",
+            "INSERT INTO t VALUES (3)"
+        )
+        .is_ok(),
+        "the primary writes while a replica is down"
+    );
+    ok("start replica1", cluster.start_member("replica1"));
+    assert_eq!(
+        ok(
+            "replica1 recovery",
+            cluster.psql(&r1, "postgres", "SELECT pg_is_in_recovery()")
+        ),
+        "t"
+    );
+    ok(
+        "replica1 streams again",
+        cluster.wait_streaming(Duration::from_secs(30)),
+    );
+    ok(
+        "catch up after restart",
+        cluster.wait_replicas_caught_up(Duration::from_secs(30)),
+    );
+    assert_eq!(
+        ok(
+            "replica1 replayed",
+            cluster.psql(&r1, "app", "SELECT count(*) FROM t")
+        ),
+        "3"
+    );
+    let unknown = cluster.stop_member("replica9").expect_err("no such member");
+    assert!(
+        matches!(unknown, DevClusterError::UnknownMember(..))
+            && unknown.to_string().contains("replica2"),
+        "{unknown}"
+    );
+
     // The URL and conninfo helpers point at the same server.
     assert_eq!(
         cluster.url(p, "app"),

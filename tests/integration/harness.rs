@@ -27,29 +27,32 @@ static CLUSTER: OnceLock<DevCluster> = OnceLock::new();
 /// The shared cluster, started on first use. Panics (failing the test) with the devcluster's
 /// own error when Postgres cannot be started: the tests need real servers.
 pub fn cluster() -> &'static DevCluster {
-    CLUSTER.get_or_init(|| {
-        let c = DevCluster::start(DevClusterOptions::default())
-            .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
-        let must = |r: Result<_, lagoon::devcluster::DevClusterError>| {
-            r.unwrap_or_else(|e| panic!("cannot prepare the test cluster: {e}"))
-        };
-        must(c.create_role(SCRAM_USER.0, SCRAM_USER.1, PasswordEncryption::Scram));
-        must(c.create_role(MD5_USER.0, MD5_USER.1, PasswordEncryption::Md5));
-        must(c.create_role(PLAIN_USER.0, PLAIN_USER.1, PasswordEncryption::Scram));
-        must(c.create_role(TRUST_USER.0, TRUST_USER.1, PasswordEncryption::Scram));
-        must(c.create_database(DB, SCRAM_USER.0));
-        must(
-            c.psql(
-                &c.primary,
-                DB,
-                "GRANT ALL ON SCHEMA public TO PUBLIC; \
-                 GRANT ALL ON DATABASE lagoon_test TO PUBLIC; \
-                 ALTER ROLE lagoon_scram CREATEDB",
-            )
-            .map(drop),
-        );
-        c
-    })
+    CLUSTER.get_or_init(|| start_test_cluster(DevClusterOptions::default()))
+}
+
+/// Starts a cluster with the test roles and the test database: what every test cluster has.
+fn start_test_cluster(options: DevClusterOptions) -> DevCluster {
+    let c =
+        DevCluster::start(options).unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"));
+    let must = |r: Result<_, lagoon::devcluster::DevClusterError>| {
+        r.unwrap_or_else(|e| panic!("cannot prepare the test cluster: {e}"))
+    };
+    must(c.create_role(SCRAM_USER.0, SCRAM_USER.1, PasswordEncryption::Scram));
+    must(c.create_role(MD5_USER.0, MD5_USER.1, PasswordEncryption::Md5));
+    must(c.create_role(PLAIN_USER.0, PLAIN_USER.1, PasswordEncryption::Scram));
+    must(c.create_role(TRUST_USER.0, TRUST_USER.1, PasswordEncryption::Scram));
+    must(c.create_database(DB, SCRAM_USER.0));
+    must(
+        c.psql(
+            &c.primary,
+            DB,
+            "GRANT ALL ON SCHEMA public TO PUBLIC; \
+             GRANT ALL ON DATABASE lagoon_test TO PUBLIC; \
+             ALTER ROLE lagoon_scram CREATEDB",
+        )
+        .map(drop),
+    );
+    c
 }
 
 /// Runs SQL on the primary as the superuser (outside the proxy) and returns psql's output.
@@ -136,7 +139,21 @@ listen = "127.0.0.1:0"
 
 [pool]
 {pool}
+{users}
+[[databases]]
+name = "{db}"
+primary = "{url}"
+"#,
+        users = users_toml(),
+        db = DB,
+        url = c.url(&c.primary, DB),
+    )
+}
 
+/// The `[[users]]` entries of the four test users.
+fn users_toml() -> String {
+    format!(
+        r#"
 [[users]]
 name = "{su}"
 password = "{sp}"
@@ -153,10 +170,6 @@ password = "{pp}"
 [[users]]
 name = "{tu}"
 auth_type = "trust"
-
-[[databases]]
-name = "{db}"
-primary = "{url}"
 "#,
         su = SCRAM_USER.0,
         sp = SCRAM_USER.1,
@@ -165,8 +178,6 @@ primary = "{url}"
         pu = PLAIN_USER.0,
         pp = PLAIN_USER.1,
         tu = TRUST_USER.0,
-        db = DB,
-        url = c.url(&c.primary, DB),
     )
 }
 
@@ -277,4 +288,141 @@ pub fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
         "{what}: failed transactions\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     eprintln!("{what}:\n{stdout}");
+}
+
+// --- The routing cluster (issue 4) ---------------------------------------------------------
+
+static ROUTING_CLUSTER: OnceLock<DevCluster> = OnceLock::new();
+static ROUTING_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A second primary + 2 replicas for the routing tests, started on first use. Those tests
+/// pause replay, delay apply and stop servers, which must not disturb the ~300 tests sharing
+/// [`cluster()`]. Same roles and database as `cluster()`, plus the `rt_*` objects the routing
+/// tests use (already replayed on both replicas when this returns), and a short
+/// `wal_retrieve_retry_interval` so replicas reconnect quickly to a restarted primary.
+/// Tests that use it hold [`routing_lock`] for their whole run.
+pub fn routing_cluster() -> &'static DevCluster {
+    ROUTING_CLUSTER.get_or_init(|| {
+        let c = start_test_cluster(DevClusterOptions {
+            extra_conf: vec!["wal_retrieve_retry_interval = '200ms'".to_owned()],
+            ..DevClusterOptions::default()
+        });
+        c.psql(
+            &c.primary,
+            DB,
+            "CREATE TABLE rt_items (id bigserial PRIMARY KEY, v int NOT NULL); \
+             CREATE TABLE rt_bulk (id int NOT NULL, pad text NOT NULL); \
+             CREATE TABLE rt_ryw (tag text NOT NULL); \
+             CREATE SEQUENCE rt_seq; \
+             CREATE FUNCTION rt_insert_marker(m int) RETURNS int LANGUAGE sql AS \
+               $$ INSERT INTO rt_items (v) VALUES (m); SELECT inet_server_port() $$; \
+             INSERT INTO rt_items (v) VALUES (0); \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC",
+        )
+        .unwrap_or_else(|e| panic!("cannot create the routing test schema: {e}"));
+        c.wait_replicas_caught_up(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("routing cluster replicas do not catch up: {e}"));
+        c
+    })
+}
+
+/// Serializes the routing tests among themselves (they disrupt the routing cluster). Take it
+/// first thing and keep the guard to the end; create disruption guards after it, so they are
+/// dropped (and clean up) before the next test gets the lock. A tokio mutex: a test that
+/// panics while holding it does not poison it.
+pub async fn routing_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ROUTING_LOCK.lock().await
+}
+
+/// The routing cluster's primary port.
+pub fn primary_port() -> u16 {
+    routing_cluster().primary.port
+}
+
+/// The routing cluster's replica ports, replica1 first.
+pub fn replica_ports() -> Vec<u16> {
+    routing_cluster().replicas.iter().map(|r| r.port).collect()
+}
+
+/// `postgres://127.0.0.1:PORT/lagoon_test` of a routing cluster member or any other port (a
+/// delay proxy, a closed port).
+pub fn member_url(port: u16) -> String {
+    format!("postgres://127.0.0.1:{port}/{DB}")
+}
+
+/// A full config for the routing cluster: the test users, `[routing]` with `extra_routing`
+/// (defaults for the keys it leaves out), and the test database with the routing cluster's
+/// primary and `replicas` as its replica URLs (an empty slice: both replicas of the routing
+/// cluster).
+pub fn routing_config(extra_routing: &str, replicas: &[String]) -> String {
+    let c = routing_cluster();
+    let replicas: Vec<String> = if replicas.is_empty() {
+        c.replicas.iter().map(|r| c.url(r, DB)).collect()
+    } else {
+        replicas.to_vec()
+    };
+    let replicas = replicas
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[pool]
+size = 10
+
+[routing]
+{extra_routing}
+{users}
+[[databases]]
+name = "{db}"
+primary = "{primary}"
+replicas = [{replicas}]
+"#,
+        users = users_toml(),
+        db = DB,
+        primary = c.url(&c.primary, DB),
+    )
+}
+
+/// Superuser SQL on a routing cluster member (`"primary"`, `"replica1"`, ...), off the runtime
+/// threads (psql is a blocking child process). Panics on failure.
+pub async fn routing_sql(member: &str, database: &str, sql: &str) -> String {
+    let (member, database, sql) = (member.to_owned(), database.to_owned(), sql.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let c = routing_cluster();
+        let m = c
+            .member(&member)
+            .unwrap_or_else(|e| panic!("routing cluster: {e}"));
+        c.psql(m, &database, &sql)
+            .unwrap_or_else(|e| panic!("sql on {member} failed: {sql}: {e}"))
+    })
+    .await
+    .expect("routing_sql panicked")
+}
+
+/// The port of the server that answered `SELECT inet_server_port()` (simple protocol).
+pub async fn try_served_by(client: &Client) -> Result<u16, tokio_postgres::Error> {
+    let msgs = client.simple_query("SELECT inet_server_port()").await?;
+    let port = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("SELECT inet_server_port() returned no row");
+    Ok(port
+        .parse()
+        .unwrap_or_else(|_| panic!("inet_server_port() = {port:?}")))
+}
+
+/// [`try_served_by`], panicking on error.
+pub async fn served_by(client: &Client) -> u16 {
+    try_served_by(client)
+        .await
+        .unwrap_or_else(|e| panic!("SELECT inet_server_port() failed: {e}"))
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod cancel;
 mod cli;
+mod delay;
 mod drivers;
 mod faultkit;
 mod faults;
@@ -17,6 +18,7 @@ mod pool;
 mod prepared;
 mod protocol;
 mod rewrite_edges;
+mod routing;
 mod session_state;
 mod shutdown;
 mod smoke;
