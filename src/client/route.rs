@@ -82,16 +82,16 @@ pub enum RouteError {
     )]
     NoReplica(String),
     #[error(
-        "the primary of database \"{0}\" is down (its health probes fail); writes cannot run until it is back"
+        "the primary of database \"{0}\" is down ({1}); writes cannot run until it is back"
     )]
-    PrimaryDown(String),
+    PrimaryDown(String, String),
 }
 
 impl ClientFacing for RouteError {
     fn sqlstate(&self) -> SqlState {
         match self {
             RouteError::NoReplica(_) => sqlstate::CANNOT_CONNECT_NOW,
-            RouteError::PrimaryDown(_) => sqlstate::CONNECTION_FAILURE,
+            RouteError::PrimaryDown(..) => sqlstate::CONNECTION_FAILURE,
         }
     }
     fn kind(&self) -> ErrorKind {
@@ -156,7 +156,10 @@ impl Route {
         let min_lsn = match want {
             Want::Write => {
                 if h.primary.state() == State::Down {
-                    return Err(RouteError::PrimaryDown(h.database.clone()));
+                    return Err(RouteError::PrimaryDown(
+                        h.database.clone(),
+                        "its health probes fail".to_owned(),
+                    ));
                 }
                 return Ok((Target::Primary, true));
             }

@@ -335,6 +335,22 @@ impl Session<'_> {
                     avoid = Some(i);
                     failed += 1;
                 }
+                // The primary unreachable while routing: writes fail at once, as `08006`.
+                Err(e @ (PoolError::Connect(_) | PoolError::Down { .. }))
+                    if matches!(
+                        placed,
+                        Some(Placed {
+                            target: Target::Primary,
+                            ..
+                        })
+                    ) && e.sqlstate() == crate::protocol::sqlstate::CONNECTION_REJECTED =>
+                {
+                    let err = super::route::RouteError::PrimaryDown(
+                        self.pool.database.clone(),
+                        e.to_string(),
+                    );
+                    return self.refuse_request(&err).await;
+                }
                 Err(e) => return self.refuse_request(&e).await,
             }
         };
