@@ -59,15 +59,16 @@ struct OnMember {
 #[derive(Debug, Clone, Copy)]
 pub struct Placed {
     pub target: Target,
-    /// It may write (a read sent to the primary for lack of a replica does not; a re-run
-    /// after `25006` did try to).
+    /// It may write, by its SQL (a read sent to the primary for lack of a replica, or because
+    /// the client asked, does not; a re-run after `25006` did try to).
     pub may_write: bool,
 }
 
 /// What the request wants, before a member is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
-    Write,
+    /// A write, or the client asked for the primary.
+    Primary,
     /// A read by classification: read-your-writes applies.
     Read,
     /// A replica because the client said so (hint or `lagoon.route`).
@@ -139,7 +140,7 @@ impl Route {
     pub fn released(&mut self) {
         if let Some(on) = self.on.take() {
             on.member.member().observe_latency(on.since.elapsed());
-            if on.may_write && self.read_your_writes {
+            if on.may_write && on.target == Target::Primary && self.read_your_writes {
                 self.rw.committed(Instant::now());
             }
         }
@@ -151,38 +152,39 @@ impl Route {
     }
 
     /// The member for a request that wants `want`, avoiding replica `avoid`.
-    fn place(&mut self, want: Want, avoid: Option<usize>) -> Result<(Target, bool), RouteError> {
+    fn place(&mut self, want: Want, avoid: Option<usize>) -> Result<Target, RouteError> {
         let h = &self.health;
         let min_lsn = match want {
-            Want::Write => {
+            Want::Primary => {
                 if h.primary.state() == State::Down {
                     return Err(RouteError::PrimaryDown(
                         h.database.clone(),
                         "its health probes fail".to_owned(),
                     ));
                 }
-                return Ok((Target::Primary, true));
+                return Ok(Target::Primary);
             }
             Want::Replica => None,
             Want::Read if !self.read_your_writes => None,
             Want::Read => match self.rw.need(|t| h.primary_lsn_since(t)) {
                 Need::Any => None,
                 Need::AtLeast(lsn) => Some(lsn),
-                Need::Primary => return Ok((Target::Primary, false)),
+                Need::Primary => return Ok(Target::Primary),
             },
         };
         match select::select(h, &self.limits, min_lsn, avoid) {
-            Some(t) => Ok((t, false)),
+            Some(t) => Ok(t),
             None if self.no_replica_error => Err(RouteError::NoReplica(h.database.clone())),
-            None => Ok((Target::Primary, false)),
+            None => Ok(Target::Primary),
         }
     }
 }
 
 impl Session<'_> {
     /// What the buffered request wants: classification of its SQL, then the statement's
-    /// hint, then the session's `lagoon.route`.
-    fn want(&self, classifier: &crate::router::classify::Classifier) -> Want {
+    /// hint, then the session's `lagoon.route`; and whether it may write (by its SQL alone,
+    /// wherever it is sent).
+    fn want(&self, classifier: &crate::router::classify::Classifier) -> (Want, bool) {
         let std_strings = self.params.get("standard_conforming_strings") != Some("off");
         let v = crate::router::request::classify_request(
             &self.cbuf[..self.scanned],
@@ -192,23 +194,20 @@ impl Session<'_> {
                 Some(classifier.classify(cstr(&stmt.body)?.0, std_strings))
             },
         );
-        match v.hint {
-            Some(Hint::Primary) => return Want::Write,
-            Some(Hint::Replica) => return Want::Replica,
-            None => {}
-        }
-        match self.params.get("lagoon.route") {
-            Some(r) if r.eq_ignore_ascii_case("primary") => return Want::Write,
-            Some(r) if r.eq_ignore_ascii_case("replica") => return Want::Replica,
-            _ => {}
-        }
-        match v.class {
-            Class::Read => Want::Read,
-            Class::Begin if self.params.get("default_transaction_read_only") == Some("on") => {
-                Want::Read
-            }
-            Class::Begin | Class::Write => Want::Write,
-        }
+        let reads = match v.class {
+            Class::Read => true,
+            Class::Begin => self.params.get("default_transaction_read_only") == Some("on"),
+            Class::Write => false,
+        };
+        let want = match (v.hint, self.params.get("lagoon.route")) {
+            (Some(Hint::Primary), _) => Want::Primary,
+            (Some(Hint::Replica), _) => Want::Replica,
+            (None, Some(r)) if r.eq_ignore_ascii_case("primary") => Want::Primary,
+            (None, Some(r)) if r.eq_ignore_ascii_case("replica") => Want::Replica,
+            _ if reads => Want::Read,
+            _ => Want::Primary,
+        };
+        (want, !reads)
     }
 
     /// The pool to check the buffered request out of, and the routing note to keep while
@@ -225,14 +224,15 @@ impl Session<'_> {
             (_, Some(i)) | (Some(Redirect::Avoid(i)), None) => Some(i),
             _ => None,
         };
-        let want = match redirect {
-            Some(Redirect::Primary) => Want::Write,
+        let (want, may_write) = match redirect {
+            // Refused by a replica as a write: it did try to write.
+            Some(Redirect::Primary) => (Want::Primary, true),
             _ => self.want(&self.shared.classifier),
         };
         let Some(route) = self.route.as_mut() else {
             return Ok((Arc::clone(&self.cluster.primary), None));
         };
-        let (target, may_write) = route.place(want, avoid)?;
+        let target = route.place(want, avoid)?;
         let pool = match target {
             Target::Replica(i) => self.cluster.replicas.get(i),
             Target::Primary => None,
