@@ -7,6 +7,8 @@
 //!   -> auth                 SCRAM-SHA-256 / md5 / trust against configured users
 //!   -> client::session      the pooling loop, one request at a time
 //!        protocol::codec    frame client bytes; buffer a whole request (up to Sync or Query)
+//!        router::classify   read / begin / write (+ lagoon:* comment hint) per text: a
+//!                           literal-stripping shape scan keys a cache; pg_query on a miss
 //!        pool               checkout(deadline) -> PooledConn (check-in or discard on drop)
 //!        client::forward    write request (named statements rewritten by `prepared`), stream
 //!                           replies back; protocol::tracker finds the transaction boundary,
@@ -19,10 +21,11 @@
 //! forwarding), shutdown (SIGTERM drain, SIGINT fast).
 //! ```
 //!
-//! `protocol` and `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
-//! temporary tables, ...) are sans-IO and never touch a socket; everything that does lives in
-//! `net`, `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is
-//! built once and handed down, so one test process can run several proxies.
+//! `protocol`, `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
+//! temporary tables, ...) and `router` (what may run on a replica) are sans-IO and never touch
+//! a socket; everything that does lives in `net`, `client`, `pool` and `auth`'s async drivers.
+//! No process globals: `app::Shared` is built once and handed down, so one test process can
+//! run several proxies.
 
 pub mod app;
 pub mod auth;
@@ -36,6 +39,7 @@ pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;
+pub mod router;
 pub mod shutdown;
 pub mod sql;
 #[cfg(test)]
