@@ -34,7 +34,7 @@
 //! - dollar-quoted bodies only appear in `DO` and `CREATE FUNCTION`, which are writes whatever
 //!   the body.
 //!
-//! A literal can make a text fail to parse (`'\xff'` in a UTF-8 text, `1abc` on Postgres 16+);
+//! A literal can make a text fail to parse (`U&'\zz'`, a bad Unicode escape; `1abc` on 16+);
 //! the classifier calls unparsable text a write, so such a text and a well-formed one of the
 //! same shape may meet different verdicts depending on which filled the entry first. Both are
 //! harmless: a text the server cannot parse fails on any server, and texts that are not UTF-8

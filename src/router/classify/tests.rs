@@ -407,6 +407,9 @@ const TABLE: &[(Class, &[&str])] = &[
             "SELECT * FROM",
             "SELECT 1; SELEC 2",
             "garbage (",
+            // PRIMARY is a reserved word: Postgres rejects this unquoted spelling, so the
+            // session must act on `SET lagoon.route` before (or instead of) asking here.
+            "SET lagoon.route = primary",
             "SELECT \"unterminated",
             "SELECT $$unterminated",
             "/* unterminated comment SELECT 1",
