@@ -23,10 +23,11 @@
 //! (SIGTERM drain, SIGINT fast).
 //! ```
 //!
-//! `protocol`, `router` and `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
-//! temporary tables, ...) are sans-IO and never touch a socket; everything that does lives in
-//! `net`, `client`, `pool` and `auth`'s async drivers. No process globals: `app::Shared` is
-//! built once and handed down, so one test process can run several proxies.
+//! `protocol`, `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
+//! temporary tables, ...) and `router` (what may run on a replica) are sans-IO and never touch
+//! a socket; everything that does lives in `net`, `client`, `pool` and `auth`'s async drivers.
+//! No process globals: `app::Shared` is built once and handed down, so one test process can
+//! run several proxies.
 
 pub mod app;
 pub mod auth;

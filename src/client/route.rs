@@ -20,9 +20,9 @@ use crate::health::{Health, InFlight, State};
 use crate::pool::Pool;
 use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
-use crate::router::classify::{Class, Hint};
 use crate::router::rw::{Need, ReadYourWrites};
 use crate::router::select::{self, Limits, Target};
+use crate::router::{Class, Hint};
 
 /// Routing state of one client (only for databases with replicas, in transaction mode).
 pub struct Route {
@@ -82,9 +82,7 @@ pub enum RouteError {
         "no replica of database \"{0}\" can serve this read now (down, or lagging past routing.max_lag_bytes / routing.max_lag_ms), and routing.no_replica = \"error\""
     )]
     NoReplica(String),
-    #[error(
-        "the primary of database \"{0}\" is down ({1}); writes cannot run until it is back"
-    )]
+    #[error("the primary of database \"{0}\" is down ({1}); writes cannot run until it is back")]
     PrimaryDown(String, String),
 }
 

@@ -6,7 +6,7 @@
 //! (FunctionCall, a Bind of an unnamed statement parsed in an earlier request, a message cut
 //! short) makes it a write. Sans-IO: the SQL verdicts come from the caller.
 
-use super::classify::{Class, Hint, Verdict};
+use super::{Class, Hint, Verdict};
 use crate::protocol::codec::{HEADER_LEN, peek_header};
 use crate::protocol::messages::parse::cstr;
 

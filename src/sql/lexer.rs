@@ -10,7 +10,8 @@
 
 use std::ops::Range;
 
-/// What a token is. Comments and whitespace are skipped, never returned.
+/// What a token is. Whitespace is skipped, never returned; so are comments, unless the lexer
+/// was made `with_comments`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenKind {
     /// An unquoted identifier or keyword (`select`, `my_table`, `a$b`).
@@ -38,6 +39,9 @@ pub enum TokenKind {
     Dot,
     /// An operator (`+`, `<>`, `::`, ...) or any other punctuation or stray byte.
     Operator,
+    /// `-- ...` (to the end of the line) or `/* ... */` (nested; `unterminated` when the input
+    /// ends inside it). Only from a lexer made `with_comments`.
+    Comment,
 }
 
 /// One token: its kind and where it lies in the input.
@@ -95,6 +99,8 @@ pub struct Lexer<'a> {
     pos: usize,
     /// `standard_conforming_strings = off`: backslash escapes in plain `'...'` strings too.
     backslash_strings: bool,
+    /// Return comments as tokens instead of skipping them.
+    comments: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -110,7 +116,15 @@ impl<'a> Lexer<'a> {
             src,
             pos: 0,
             backslash_strings: !standard_conforming_strings,
+            comments: false,
         }
+    }
+
+    /// Also return comments, as `TokenKind::Comment` tokens (for readers of comment hints).
+    /// Without it the skipping costs nothing extra.
+    pub fn with_comments(mut self) -> Self {
+        self.comments = true;
+        self
     }
 
     /// The byte offset the next token will be searched from.
@@ -138,20 +152,28 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
             match (self.at(self.pos), self.at(self.pos + 1)) {
-                (b'-', b'-') => {
-                    self.pos = self.src[self.pos..]
-                        .iter()
-                        .position(|&c| c == b'\n' || c == b'\r')
-                        .map_or(self.src.len(), |p| self.pos + p);
+                // `next` returns it as a token.
+                (b'-', b'-') | (b'/', b'*') if self.comments => return true,
+                (b'-', b'-') => self.line_comment(),
+                (b'/', b'*') => {
+                    self.block_comment();
                 }
-                (b'/', b'*') => self.block_comment(),
                 _ => return self.pos < self.src.len(),
             }
         }
     }
 
+    /// `-- ...` up to (not including) the end of the line.
+    fn line_comment(&mut self) {
+        self.pos = self.src[self.pos..]
+            .iter()
+            .position(|&c| c == b'\n' || c == b'\r')
+            .map_or(self.src.len(), |p| self.pos + p);
+    }
+
     /// `/* ... */`, nested as in Postgres (and unlike the SQL standard's single level).
-    fn block_comment(&mut self) {
+    /// Returns true when the input ended inside it.
+    fn block_comment(&mut self) -> bool {
         let mut depth = 0usize;
         let mut i = self.pos;
         while i < self.src.len() {
@@ -171,6 +193,7 @@ impl<'a> Lexer<'a> {
             }
         }
         self.pos = i.min(self.src.len());
+        depth > 0
     }
 
     /// From `self.pos` (just past the opening quote) to past the closing `quote`, which is
@@ -275,6 +298,24 @@ impl Iterator for Lexer<'_> {
             return None;
         }
         let start = self.pos;
+        if self.comments {
+            let unterminated = match (self.at(start), self.at(start + 1)) {
+                (b'-', b'-') => {
+                    self.line_comment();
+                    Some(false)
+                }
+                (b'/', b'*') => Some(self.block_comment()),
+                _ => None,
+            };
+            if let Some(unterminated) = unterminated {
+                return Some(Token {
+                    kind: TokenKind::Comment,
+                    start,
+                    end: self.pos,
+                    unterminated,
+                });
+            }
+        }
         let b = self.src[start];
         self.pos += 1;
         let mut unterminated = false;

@@ -123,6 +123,30 @@ fn unterminated_runs_to_the_end() {
 }
 
 #[test]
+fn with_comments_returns_them_and_nothing_else_changes() {
+    let src = b"/* a /* b */ c */ x --d\ny /*/ e */ 1+--f\r2 '/*' \"--\" $$--$$ /* open";
+    let with: Vec<(TokenKind, &[u8], bool)> = Lexer::new(src)
+        .with_comments()
+        .map(|t| (t.kind, t.text(src), t.unterminated))
+        .collect();
+    let comments: Vec<_> = with.iter().filter(|t| t.0 == Comment).collect();
+    let want: [(TokenKind, &[u8], bool); 5] = [
+        (Comment, b"/* a /* b */ c */", false),
+        (Comment, b"--d", false),
+        (Comment, b"/*/ e */", false),
+        (Comment, b"--f", false),
+        (Comment, b"/* open", true),
+    ];
+    assert_eq!(comments, want.iter().collect::<Vec<_>>());
+    let rest: Vec<_> = with
+        .iter()
+        .filter(|t| t.0 != Comment)
+        .map(|t| (t.0, t.1))
+        .collect();
+    assert_eq!(rest, kinds(src));
+}
+
+#[test]
 fn standard_conforming_strings_off_honours_backslashes() {
     let src = b"'a\\' ; b' c";
     let on: Vec<_> = Lexer::new(src).map(|t| t.kind).collect();
@@ -215,6 +239,12 @@ mod random_input_tests {
                     dollar += usize::from(t.kind == DollarString && !t.unterminated);
                     let _ = t.body(&src);
                 }
+                let plain: Vec<Token> = Lexer::with_standard_strings(&src, standard).collect();
+                let with: Vec<Token> = Lexer::with_standard_strings(&src, standard)
+                    .with_comments()
+                    .filter(|t| t.kind != Comment)
+                    .collect();
+                assert_eq!(plain, with, "{src:?}");
             }
         }
         assert!(
