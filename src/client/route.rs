@@ -22,7 +22,7 @@ use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
 use crate::router::rw::{Need, ReadYourWrites};
 use crate::router::select::{self, Limits, Target};
-use crate::router::{Class, Hint};
+use crate::router::{Class, Hint, Verdict, route_setting};
 
 /// Routing state of one client (only for databases with replicas, in transaction mode).
 pub struct Route {
@@ -186,7 +186,17 @@ impl Session<'_> {
         let std_strings = self.params.get("standard_conforming_strings") != Some("off");
         let v = crate::router::request::classify_request(
             &self.cbuf[..self.scanned],
-            |text| classifier.classify(text, std_strings),
+            |text| {
+                let v = classifier.classify(text, std_strings);
+                // Unparsable as written (see `route_setting`), a plain SET once quoted.
+                if v.class == Class::Write && route_setting::quote_primary(text).is_some() {
+                    return Verdict {
+                        class: Class::Read,
+                        ..v
+                    };
+                }
+                v
+            },
             |name| {
                 let stmt = self.statements.get(name)?;
                 Some(classifier.classify(cstr(&stmt.body)?.0, std_strings))
