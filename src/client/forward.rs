@@ -462,10 +462,11 @@ impl Session<'_> {
         let replaying = matches!(w.retry, Retry::Replaying(_) | Retry::Moving(_));
         // A read on a replica, kept whole, of which the client has seen nothing yet: a
         // refusal or a dying server sends it elsewhere instead of to the client.
-        let movable = self
-            .route
-            .as_ref()
-            .is_some_and(|r| r.on_replica().is_some())
+        let movable = self.pinned.is_none()
+            && self
+                .route
+                .as_ref()
+                .is_some_and(|r| r.on_replica().is_some())
             && !w.replied
             && matches!(w.retry, Retry::Complete(_));
         let mut moving = None;
@@ -539,6 +540,8 @@ impl Session<'_> {
                         self.wire.retry = Retry::Moving(batch);
                     }
                     self.wire.head = head;
+                    // The dropped replies' effects on this server's prepared set still hold.
+                    self.handle_events();
                 }
                 Move::Died => {
                     self.reroute_lost();
@@ -617,11 +620,19 @@ impl Session<'_> {
     /// The replica serving a read died (FATAL, or the socket failed) before any of its reply
     /// reached the client: the read runs again on another member. False when that is not
     /// possible (not a routed read, already answered in part, not kept whole).
+    /// A pinned client's session state died with the server: it is not moved (it gets
+    /// `08006`, as any client whose server is lost mid-session).
     pub(super) fn reroute_lost(&mut self) -> bool {
         let Some(i) = self.route.as_ref().and_then(|r| r.on_replica()) else {
             return false;
         };
-        if self.wire.replied || !matches!(self.wire.retry, Retry::Complete(_)) {
+        // `owed`: the batch's ReadyForQuery has not come yet (a read answered in full is not
+        // run twice because its server went away afterwards).
+        if self.wire.replied
+            || self.pinned.is_some()
+            || self.tracker.owed() == 0
+            || !matches!(self.wire.retry, Retry::Complete(_))
+        {
             return false;
         }
         let Retry::Complete(batch) = std::mem::take(&mut self.wire.retry) else {
@@ -663,6 +674,7 @@ impl Session<'_> {
             self.wire.raw = 0;
             self.wire.sout.clear();
             self.wire.replies = Default::default();
+            self.wire.events.clear();
             self.sscan = Default::default();
         }
         self.wire.suspect = false;

@@ -652,6 +652,60 @@ async fn a_read_only_error_from_a_replica_is_retried_on_the_primary() {
     wait_replica_serving(&client).await;
 }
 
+/// A client pinned to a replica (a session advisory lock taken there under `lagoon.route =
+/// replica`) is never moved off it: a write it sends there fails with the replica's 25006, and
+/// the lock, held by that server session, stays with the client instead of going back to the
+/// pool with the server.
+#[tokio::test]
+async fn a_client_pinned_to_a_replica_is_not_moved_by_a_refused_write() {
+    let _lock = routing_lock().await;
+    let proxy = start_proxy_with(&routing_config("", &[])).await;
+    let client = proxy.connect().await;
+    let replicas = replica_ports();
+    wait_replica_serving(&client).await;
+    client
+        .simple_query("SET lagoon.route = replica")
+        .await
+        .expect("SET lagoon.route");
+    let key = unique();
+    client
+        .simple_query(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .expect("advisory lock on a replica");
+    let pinned_on = served_by(&client).await;
+    assert!(replicas.contains(&pinned_on), "lock taken on {pinned_on}");
+    let pid = simple_value(&client, "SELECT pg_backend_pid()")
+        .await
+        .unwrap();
+    let err = client
+        .simple_query(&format!("INSERT INTO rt_items (v) VALUES ({key})"))
+        .await
+        .expect_err("a write on the pinned replica must fail, not move");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{err}");
+    assert_eq!(served_by(&client).await, pinned_on, "still on its replica");
+    assert_eq!(
+        simple_value(&client, "SELECT pg_backend_pid()")
+            .await
+            .unwrap(),
+        pid,
+        "still on the same server session"
+    );
+    let held = simple_value(
+        &client,
+        &format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {key} \
+             AND pid = pg_backend_pid()"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(held, "1", "the lock is still this client's");
+    client
+        .simple_query(&format!("SELECT pg_advisory_unlock({key})"))
+        .await
+        .expect("unlock");
+}
+
 #[tokio::test]
 async fn no_eligible_replica_means_the_primary_or_57p03_as_configured() {
     let _lock = routing_lock().await;
