@@ -807,6 +807,49 @@ async fn a_replica_with_paused_replay_is_skipped_until_it_catches_up() {
     let s = shares(&client, 100).await;
     assert_eq!(s.get(&r2), Some(&100), "reads while replica1 lags: {s:?}");
 
+    // What the monitor sees against what the primary itself reports for the paused replica.
+    let report = |name: &str| {
+        let h = proxy
+            .shared
+            .health
+            .get(DB)
+            .expect("health view of the test database");
+        h.report()
+            .into_iter()
+            .find(|m| m.name == name)
+            .expect("member in the report")
+    };
+    let before = report("replica1");
+    let stat = routing_sql(
+        "primary",
+        "postgres",
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)::bigint || ',' || \
+         coalesce(extract(epoch FROM replay_lag)::text, 'null') \
+         FROM pg_stat_replication WHERE application_name = 'replica1'",
+    )
+    .await;
+    let after = report("replica1");
+    eprintln!(
+        "routing: replica1 lag, monitor: {:?} bytes / {:?} s (then {:?} / {:?}); \
+         pg_stat_replication (bytes, replay_lag s): {stat}",
+        before.lag_bytes, before.lag_seconds, after.lag_bytes, after.lag_seconds
+    );
+    let stat_bytes: u64 = stat
+        .split(',')
+        .next()
+        .and_then(|b| b.parse().ok())
+        .expect("pg_stat_replication row for replica1");
+    let monitor_bytes = after.lag_bytes.expect("monitor knows replica1's lag");
+    assert!(
+        monitor_bytes >= 2 * 1048576 && monitor_bytes.abs_diff(stat_bytes) < 1048576,
+        "monitor {monitor_bytes} bytes vs pg_stat_replication {stat_bytes}"
+    );
+    assert!(
+        after.lag_seconds.is_some_and(|s| s > 0.0),
+        "paused replay shows a lag in time: {:?}",
+        after.lag_seconds
+    );
+
     paused.resume().await;
     let t = Instant::now();
     wait_port_serving(&client, r1, "replica1 serving again after resume", SETTLE).await;
