@@ -470,11 +470,30 @@ impl Session<'_> {
             && !w.replied
             && matches!(w.retry, Retry::Complete(_));
         let mut moving = None;
+        // A server that dies between transactions is closed quietly at release (see below).
+        let may_drop = !self.session_mode && self.pinned.is_none();
+        let mut dying = false;
         let scanned = self.sscan.scan(
             &conn.read_buf,
             SERVER_MAX_MESSAGE,
             server_needs_body,
             |tag, body| {
+                // A server going away (FATAL) is looked at before anything counts it.
+                if tag == b'E'
+                    && let Some(f) = body.and_then(parse::error_fields)
+                    && matches!(f.severity, Some("FATAL" | "PANIC"))
+                {
+                    if may_drop && tracker.releasable() && ask.is_empty() {
+                        // Between transactions, with nothing of the client's on it: the
+                        // client loses nothing, so it never hears of it.
+                        dying = true;
+                        return Flow::StopBefore;
+                    }
+                    if movable && tracker.owed() > 0 {
+                        moving = Some(Move::Died);
+                        return Flow::StopBefore;
+                    }
+                }
                 let verdict = w
                     .replies
                     .server_message(tag, body, &mut w.client_out, &mut w.events);
@@ -490,16 +509,11 @@ impl Session<'_> {
                 if movable
                     && tag == b'E'
                     && let Some(f) = body.and_then(parse::error_fields)
+                    && f.code == Some(crate::protocol::sqlstate::READ_ONLY_SQL_TRANSACTION.code())
                 {
-                    if f.code == Some(crate::protocol::sqlstate::READ_ONLY_SQL_TRANSACTION.code()) {
-                        moving = Some(Move::Refused);
-                        head = Some(Verdict::Swallow);
-                        return Flow::StopBefore;
-                    }
-                    if matches!(f.severity, Some("FATAL" | "PANIC")) {
-                        moving = Some(Move::Died);
-                        return Flow::StopBefore;
-                    }
+                    moving = Some(Move::Refused);
+                    head = Some(Verdict::Swallow);
+                    return Flow::StopBefore;
                 }
                 if replaying && !matches!(tag, b'N' | b'A' | b'S') {
                     // The failed batch's own replies (its error and ReadyForQuery, both read
@@ -544,10 +558,17 @@ impl Session<'_> {
                     self.handle_events();
                 }
                 Move::Died => {
-                    self.reroute_lost();
+                    // Cannot fail: the scan checked the same conditions.
+                    let moved = self.reroute_lost();
+                    debug_assert!(moved);
                 }
             }
             return Ok(true);
+        }
+        if dying {
+            // Everything before the FATAL goes to the client; the scan stops at it each time,
+            // so once that is written the server is released, as one that must be closed.
+            self.wire.suspect = true;
         }
         self.to_client = n;
         self.wire.head = head;
