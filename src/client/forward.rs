@@ -496,7 +496,9 @@ impl Session<'_> {
                         head = Some(Verdict::Swallow);
                         return Flow::StopBefore;
                     }
-                    if matches!(f.severity, Some("FATAL" | "PANIC")) {
+                    // Only while the batch's ReadyForQuery is still owed: a FATAL right
+                    // behind a complete answer (in the same read) must not drop that answer.
+                    if matches!(f.severity, Some("FATAL" | "PANIC")) && tracker.owed() > 0 {
                         moving = Some(Move::Died);
                         return Flow::StopBefore;
                     }
@@ -544,7 +546,9 @@ impl Session<'_> {
                     self.handle_events();
                 }
                 Move::Died => {
-                    self.reroute_lost();
+                    if !self.reroute_lost() {
+                        return Err(self.lose_server());
+                    }
                 }
             }
             return Ok(true);
@@ -605,8 +609,17 @@ impl Session<'_> {
     /// is planned again: the stale statement, now with a new id, gets prepared first.
     fn resend(&mut self, batch: BytesMut) {
         let tracker = &mut self.tracker;
-        let _ = walk_messages(&batch, 0, usize::MAX, |tag, _| {
+        let statements = &mut self.statements;
+        let _ = walk_messages(&batch, 0, usize::MAX, |tag, body| {
             tracker.client_message(tag);
+            // A named Parse of the batch registered the client's name when first planned: it
+            // is planned afresh, as new (else it meets that name and the server's `42P05`).
+            if tag == b'P'
+                && let Some((name, _)) = parse::cstr(body)
+                && !name.is_empty()
+            {
+                statements.remove(name);
+            }
             true
         });
         let len = batch.len();
