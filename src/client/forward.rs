@@ -558,9 +558,11 @@ impl Session<'_> {
                     self.handle_events();
                 }
                 Move::Died => {
-                    // Cannot fail: the scan checked the same conditions.
-                    let moved = self.reroute_lost();
-                    debug_assert!(moved);
+                    // The scan checked the same conditions; should they ever disagree, the
+                    // server is dropped rather than scanned again (which would spin).
+                    if !self.reroute_lost() {
+                        return Err(self.lose_server());
+                    }
                 }
             }
             return Ok(true);
@@ -626,8 +628,17 @@ impl Session<'_> {
     /// is planned again: the stale statement, now with a new id, gets prepared first.
     fn resend(&mut self, batch: BytesMut) {
         let tracker = &mut self.tracker;
-        let _ = walk_messages(&batch, 0, usize::MAX, |tag, _| {
+        let statements = &mut self.statements;
+        let _ = walk_messages(&batch, 0, usize::MAX, |tag, body| {
             tracker.client_message(tag);
+            // A named Parse of the batch registered the client's name when first planned: it
+            // is planned afresh, as new (else it meets that name and the server's `42P05`).
+            if tag == b'P'
+                && let Some((name, _)) = parse::cstr(body)
+                && !name.is_empty()
+            {
+                statements.remove(name);
+            }
             true
         });
         let len = batch.len();

@@ -276,6 +276,24 @@ impl Session<'_> {
         });
     }
 
+    /// Client bytes read while attached go to the attached server unrouted (pipelined
+    /// behind the request that was routed): if they may write, the client's later reads must
+    /// see it, as for a write routed on its own.
+    pub(super) fn note_attached_write(&mut self) {
+        let reads_only = self
+            .route
+            .as_ref()
+            .and_then(|r| r.on.as_ref())
+            .is_some_and(|on| on.target == Target::Primary && !on.may_write);
+        if !reads_only || self.scanned == 0 {
+            return;
+        }
+        let (_, may_write) = self.want(&self.shared.classifier);
+        if may_write && let Some(on) = self.route.as_mut().and_then(|r| r.on.as_mut()) {
+            on.may_write = true;
+        }
+    }
+
     /// A checkout on replica `i` failed to connect: the replica is marked down so reads leave
     /// it now rather than at the next probes.
     pub(super) fn replica_failed(&mut self, i: usize, cause: &str) {

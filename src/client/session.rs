@@ -470,13 +470,23 @@ impl Session<'_> {
             let client = &self.client;
             let to_server = self.scanned > 0 || !self.wire.sout.is_empty();
             let to_client = self.to_client > 0 || !self.wire.client_out.is_empty();
+            // A routed read on a replica: what the client sends next waits until it is
+            // answered and the server released, then is routed on its own (a write pipelined
+            // behind the read must not reach the replica).
+            let hold_client = self.pinned.is_none()
+                && self.tracker.owed() > 0
+                && self.cscan.at_boundary()
+                && self
+                    .route
+                    .as_ref()
+                    .is_some_and(|r| r.on_replica().is_some());
             // Each direction reads only once its previous chunk is fully written: memory stays
             // bounded and a slow reader slows its writer, as on a direct connection.
             tokio::select! {
                 r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
                 r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
-                r = client.readable(), if !to_server => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
+                r = client.readable(), if !to_server && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = sleep_until(idle_deadline), if idle_deadline.is_some() => Event::IdleTimeout,
                 _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
             }
@@ -527,6 +537,7 @@ impl Session<'_> {
             Err(_) => return Err(Exit::ClientGone),
         }
         self.scan_client()?;
+        self.note_attached_write();
         if self.scanned > 0 {
             self.write_server()?;
         }

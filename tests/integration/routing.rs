@@ -1166,3 +1166,292 @@ async fn with_the_primary_down_writes_fail_fast_and_reads_go_on() {
     );
     assert!(replicas.contains(&served_by(&reader).await));
 }
+
+// --- Review 4: session integration edge cases ------------------------------------------------
+
+/// One protocol message.
+fn wire_msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![tag];
+    b.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+/// A write pipelined behind a slow read the proxy sent to a replica (sent while the read is
+/// still running, so it reaches the proxy while the replica is attached) must still run on
+/// the primary: on a direct connection it simply succeeds.
+#[tokio::test]
+async fn a_write_pipelined_behind_a_replica_read_runs_on_the_primary() {
+    use crate::faultkit::{Raw, first_error, first_value, query};
+    let _lock = routing_lock().await;
+    let proxy = start_proxy_with(&routing_config("", &[])).await;
+    let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+    let primary = primary_port();
+
+    let mut raw = Raw::login_trust(proxy.addr, TRUST_USER.0, DB).await;
+    let m = unique();
+    raw.send(&query("SELECT inet_server_port(), pg_sleep(0.5)"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    raw.send(&query(&format!(
+        "INSERT INTO rt_items (v) VALUES ({m}) RETURNING inet_server_port()"
+    )))
+    .await
+    .unwrap();
+    let read = raw.read_until_ready().await.expect("read reply");
+    eprintln!("read served by {:?}", first_value(&read));
+    let write = raw.read_until_ready().await.expect("write reply");
+    assert_eq!(first_error(&write), None, "the pipelined write failed");
+    assert_eq!(
+        first_value(&write).and_then(|p| p.parse::<u16>().ok()),
+        Some(primary),
+        "the pipelined write ran on the primary"
+    );
+}
+
+/// A write pipelined behind a read the proxy sent to the primary (a `lagoon:primary` hint)
+/// still counts for read-your-writes: the client's next read must see it, even though the
+/// replicas apply WAL 2 s late.
+#[tokio::test]
+async fn a_write_pipelined_behind_a_primary_read_is_read_back() {
+    use crate::faultkit::{Raw, first_error, first_value, query};
+    let _lock = routing_lock().await;
+    let _delay = ApplyDelay::set(&["replica1", "replica2"], "2s").await;
+    let proxy = start_proxy_with(&routing_config("max_lag_ms = 60000", &[])).await;
+    let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+
+    let mut raw = Raw::login_trust(proxy.addr, TRUST_USER.0, DB).await;
+    let tag = format!("review4-pipe-{}", unique());
+    raw.send(&query("/* lagoon:primary */ SELECT pg_sleep(0.5)"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    raw.send(&query(&format!(
+        "INSERT INTO rt_ryw (tag) VALUES ('{tag}')"
+    )))
+    .await
+    .unwrap();
+    let r = raw.read_until_ready().await.expect("read reply");
+    assert_eq!(first_error(&r), None);
+    let w = raw.read_until_ready().await.expect("write reply");
+    assert_eq!(first_error(&w), None, "the write");
+    let back = raw
+        .simple(&format!(
+            "SELECT count(*) || ',' || inet_server_port() FROM rt_ryw WHERE tag = '{tag}'"
+        ))
+        .await;
+    let v = first_value(&back).expect("a row");
+    eprintln!("read back: {v}");
+    assert!(v.starts_with("1,"), "the client's own write not seen: {v}");
+}
+
+/// A TCP relay in front of a server whose server-to-proxy direction can be held: bytes the
+/// server sends while held are kept and written in a single write when released (and an EOF
+/// from the server is passed on only after that).
+struct Gate {
+    port: u16,
+    held: Arc<tokio::sync::watch::Sender<bool>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start(target: SocketAddr) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let h = Arc::clone(&held);
+        let accept = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    a = listener.accept() => {
+                        let Ok((down, _)) = a else { continue };
+                        let rx = h.subscribe();
+                        conns.spawn(gate_conn(down, target, rx));
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        Gate { port, held, accept }
+    }
+    fn hold(&self, on: bool) {
+        self.held.send_replace(on);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn gate_conn(
+    down: tokio::net::TcpStream,
+    target: SocketAddr,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(up) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = down.set_nodelay(true);
+    let _ = up.set_nodelay(true);
+    let (mut dr, mut dw) = down.into_split();
+    let (mut ur, mut uw) = up.into_split();
+    let to_server = async move {
+        let _ = tokio::io::copy(&mut dr, &mut uw).await;
+        let _ = uw.shutdown().await;
+    };
+    let to_proxy = async move {
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut eof = false;
+        loop {
+            if !*held.borrow() && !pending.is_empty() {
+                if dw.write_all(&pending).await.is_err() {
+                    return;
+                }
+                pending.clear();
+            }
+            if eof {
+                if pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = dw.shutdown().await;
+                    return;
+                }
+                if held.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                r = ur.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                },
+                c = held.changed() => if c.is_err() { return },
+            }
+        }
+    };
+    tokio::join!(to_server, to_proxy);
+}
+
+/// A replica's server process that goes away (FATAL) right after it answered a read in full,
+/// both arriving in one read: the client must still get its complete answer (and the proxy
+/// must not spin on the FATAL). Multi-threaded: a proxy task that spins must not starve the
+/// test's own timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_right_behind_a_complete_replica_answer_loses_nothing() {
+    use crate::faultkit::{Raw, first_value, query};
+    let _lock = routing_lock().await;
+    let (r1, _) = r1_r2();
+    let gate = Gate::start(SocketAddr::from(([127, 0, 0, 1], r1))).await;
+    let proxy = start_proxy_with(&routing_config("", &[member_url(gate.port)])).await;
+    let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+
+    let mut raw = Raw::login_trust(proxy.addr, TRUST_USER.0, DB).await;
+    // Warm: this client's read lands on the replica.
+    let v = first_value(&raw.simple("SELECT inet_server_port()").await);
+    assert_eq!(v.as_deref(), Some(r1.to_string().as_str()));
+    let marker = format!("review4_gate_{}", unique());
+    gate.hold(true);
+    raw.send(&query(&format!("SELECT '{marker}', inet_server_port()")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let killed = routing_sql(
+        "replica1",
+        DB,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+        ),
+    )
+    .await;
+    assert_eq!(killed, "1", "the backend that ran the read");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gate.hold(false);
+    let mut got = Vec::new();
+    loop {
+        match raw.try_read_msg(Duration::from_secs(5)).await {
+            Ok(Some(m)) => {
+                let z = m.tag == b'Z';
+                got.push(m);
+                if z {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(()) => break,
+        }
+    }
+    let tags: String = got.iter().map(|m| m.tag as char).collect();
+    eprintln!("after the FATAL: {tags}");
+    assert_eq!(
+        first_value(&got).as_deref(),
+        Some(marker.as_str()),
+        "({tags})"
+    );
+    assert!(
+        got.last().is_some_and(|m| m.tag == b'Z'),
+        "no ReadyForQuery ({tags})"
+    );
+    // And the client goes on.
+    let v = first_value(&raw.simple("SELECT 42").await);
+    assert_eq!(v.as_deref(), Some("42"));
+}
+
+/// A driver's prepare (Parse of a *named* statement, Describe, Sync: what tokio-postgres sends)
+/// routed to a replica whose connection breaks before any reply is re-sent to another member:
+/// the client gets its ParseComplete and description, not a `42P05` (prepared statement
+/// already exists) from the proxy re-sending the client's Parse, and can then run it.
+#[tokio::test]
+async fn a_named_prepare_moved_off_a_dead_replica_prepares_cleanly() {
+    use crate::faultkit::{Raw, first_error, first_value};
+    let _lock = routing_lock().await;
+    let (r1, _) = r1_r2();
+    let slow = DelayProxy::start(SocketAddr::from(([127, 0, 0, 1], r1)), 0).await;
+    let proxy = start_proxy_with(&routing_config("", &[member_url(slow.port())])).await;
+    let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+
+    let mut raw = Raw::login_trust(proxy.addr, TRUST_USER.0, DB).await;
+    let v = first_value(&raw.simple("SELECT inet_server_port()").await);
+    assert_eq!(
+        v.as_deref(),
+        Some(r1.to_string().as_str()),
+        "warm-up on the replica"
+    );
+    // Replies from the replica now take 2 s; the connection breaks before any arrives.
+    slow.set_delay(2000);
+    let mut batch = Vec::new();
+    batch.extend(wire_msg(
+        b'P',
+        b"review4_p\0SELECT inet_server_port()\0\0\0",
+    ));
+    batch.extend(wire_msg(b'D', b"Sreview4_p\0"));
+    batch.extend(wire_msg(b'S', &[]));
+    raw.send(&batch).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(slow);
+    let msgs = raw.read_until_ready().await.expect("reply");
+    let tags: String = msgs.iter().map(|m| m.tag as char).collect();
+    eprintln!("prepare reply tags: {tags}");
+    assert_eq!(first_error(&msgs), None, "moved prepare failed ({tags})");
+    let mut run = Vec::new();
+    run.extend(wire_msg(b'B', b"\0review4_p\0\0\0\0\0\0\0"));
+    run.extend(wire_msg(b'E', &[0, 0, 0, 0, 0]));
+    run.extend(wire_msg(b'S', &[]));
+    raw.send(&run).await.unwrap();
+    let msgs = raw.read_until_ready().await.expect("reply");
+    assert_eq!(first_error(&msgs), None, "running the prepared statement");
+    assert_eq!(
+        first_value(&msgs).and_then(|p| p.parse::<u16>().ok()),
+        Some(primary_port())
+    );
+}
