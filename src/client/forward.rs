@@ -131,6 +131,12 @@ impl Wire {
         self.raw == 0 && self.sout.is_empty() && self.client_out.is_empty() && self.head.is_none()
     }
 
+    /// Something is ready to go to the server: planned bytes, or scanned client bytes that
+    /// may be planned now (not while a failed batch waits to be sent again).
+    pub fn wants_write(&self, scanned: usize) -> bool {
+        !self.sout.is_empty() || self.raw > 0 || (scanned > 0 && !self.retry.resending())
+    }
+
     /// No message was left half-written to the server.
     pub fn sent_whole_messages(&self) -> bool {
         self.sout.is_empty() && self.wscan.at_boundary()
@@ -148,6 +154,11 @@ impl Session<'_> {
                 (&self.wire.sout[..], false)
             } else if self.wire.raw > 0 {
                 (&self.cbuf[..self.wire.raw], true)
+            } else if self.scanned > 0 && self.wire.retry.resending() {
+                // A failed batch's replies are being swallowed before it is sent again: what
+                // the client sent after it waits, so its replies are not swallowed too (and it
+                // goes out after the re-sent batch, in the client's order).
+                break;
             } else if self.scanned > 0 {
                 if !self.plan() {
                     // Scanned bytes that cannot be planned are a bug; waiting for the socket
@@ -770,6 +781,11 @@ impl Session<'_> {
 }
 
 impl Retry {
+    /// A failed batch is waiting for its replies to end, to be sent again.
+    fn resending(&self) -> bool {
+        matches!(self, Retry::Replaying(_) | Retry::Moving(_))
+    }
+
     /// Appends planned client bytes to a recording; `ends` when they end with the batch's Sync.
     fn record(&mut self, bytes: &[u8], ends: bool) {
         let Retry::Recording(buf) = self else {

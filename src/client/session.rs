@@ -468,7 +468,8 @@ impl Session<'_> {
             };
             let server = &conn.stream;
             let client = &self.client;
-            let to_server = self.scanned > 0 || !self.wire.sout.is_empty();
+            let to_server = self.wire.wants_write(self.scanned);
+            let unsent = self.scanned > 0 || !self.wire.sout.is_empty();
             let to_client = self.to_client > 0 || !self.wire.client_out.is_empty();
             // A routed read on a replica: what the client sends next waits until it is
             // answered and the server released, then is routed on its own (a write pipelined
@@ -486,7 +487,7 @@ impl Session<'_> {
                 r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
                 r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
-                r = client.readable(), if !to_server && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
+                r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = sleep_until(idle_deadline), if idle_deadline.is_some() => Event::IdleTimeout,
                 _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
             }
