@@ -144,9 +144,16 @@ impl Route {
         }
     }
 
-    /// The attached server is gone otherwise (lost, discarded, session over).
+    /// The attached server is gone otherwise (lost, discarded, session over). A write may
+    /// have committed before it went: the client's reads assume it did.
     pub fn detached(&mut self) {
-        self.on = None;
+        if let Some(on) = self.on.take()
+            && on.may_write
+            && on.target == Target::Primary
+            && self.read_your_writes
+        {
+            self.rw.committed(Instant::now());
+        }
     }
 
     /// The member for a request that wants `want`, avoiding replica `avoid`.

@@ -31,6 +31,9 @@ pub fn classify_request(
 ) -> Verdict {
     let mut acc = NOTHING;
     let mut unnamed_parsed = false;
+    // Names this request parses itself (drivers send Parse + Bind of a new statement in one
+    // batch): their Bind adds nothing to what the Parse's text said.
+    let mut parsed: Vec<&[u8]> = Vec::new();
     let mut off = 0;
     while off < buf.len() {
         let Ok(Some(h)) = peek_header(&buf[off..], usize::MAX) else {
@@ -43,13 +46,18 @@ pub fn classify_request(
             b'Q' => cstr(body).map_or(WRITE, |(text, _)| sql(text)),
             b'P' => match cstr(body).and_then(|(name, rest)| Some((name, cstr(rest)?.0))) {
                 Some((name, text)) => {
-                    unnamed_parsed |= name.is_empty();
+                    if name.is_empty() {
+                        unnamed_parsed = true;
+                    } else {
+                        parsed.push(name);
+                    }
                     sql(text)
                 }
                 None => WRITE,
             },
             b'B' => match cstr(body).and_then(|(_, rest)| cstr(rest)) {
                 Some((name, _)) if name.is_empty() && unnamed_parsed => NOTHING,
+                Some((name, _)) if parsed.contains(&name) => NOTHING,
                 Some((name, _)) if !name.is_empty() => statement(name).unwrap_or(WRITE),
                 _ => WRITE,
             },
@@ -147,6 +155,17 @@ mod tests {
         msg(&mut named, b'E', &[b"\0\0\0\0\0"]);
         msg(&mut named, b'S', &[]);
         assert_eq!(classify(&named).class, Class::Read);
+
+        let mut fresh = BytesMut::new();
+        msg(&mut fresh, b'P', &[b"new\0SELECT 1\0\0\0"]);
+        msg(&mut fresh, b'B', &[b"\0new\0\0\0\0\0\0\0"]);
+        msg(&mut fresh, b'E', &[b"\0\0\0\0\0"]);
+        msg(&mut fresh, b'S', &[]);
+        assert_eq!(
+            classify(&fresh).class,
+            Class::Read,
+            "parsed and bound together"
+        );
 
         let mut unknown = BytesMut::new();
         msg(&mut unknown, b'B', &[b"\0other\0\0\0\0\0\0\0"]);
