@@ -1455,3 +1455,70 @@ async fn a_named_prepare_moved_off_a_dead_replica_prepares_cleanly() {
         Some(primary_port())
     );
 }
+
+/// pgbench through the split, in all three query modes: select-only runs on the replicas
+/// (named statements prepared on each member on first use there), the TPC-B-like script
+/// (explicit transactions) on the primary; nothing fails, and the balances add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_through_the_split_in_every_query_mode() {
+    let _lock = routing_lock().await;
+    let proxy = start_proxy_with(&routing_config("", &[])).await;
+    let url = proxy.url(SCRAM_USER.0, SCRAM_USER.1, DB);
+    let pgbench = pg_tool("pgbench");
+    let out = run_cmd(&pgbench, &["-i", "-s", "1", "-q", &url]).await;
+    assert_success("pgbench -i", &out);
+    // Other clients read from replicas: wait until they have the tables.
+    tokio::task::spawn_blocking(|| {
+        routing_cluster()
+            .wait_replicas_caught_up(Duration::from_secs(20))
+            .expect("replicas catch up after pgbench -i")
+    })
+    .await
+    .expect("wait panicked");
+    let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+    let replicas = replica_ports();
+    let before: u64 = routed_to_replicas(&proxy);
+    for mode in ["simple", "extended", "prepared"] {
+        let out = run_cmd(
+            &pgbench,
+            &[
+                "-n", "-M", mode, "-S", "-c", "4", "-j", "2", "-t", "200", &url,
+            ],
+        )
+        .await;
+        check_pgbench(&format!("pgbench -M {mode} -S"), &out, 800);
+    }
+    let on_replicas = routed_to_replicas(&proxy) - before;
+    eprintln!("routing: pgbench -S: {on_replicas} of 2400 transactions routed to replicas");
+    assert!(
+        on_replicas >= 2000,
+        "select-only transactions on replicas: {on_replicas} of 2400 (replicas {replicas:?})"
+    );
+    let out = run_cmd(
+        &pgbench,
+        &[
+            "-n", "-M", "prepared", "-c", "4", "-j", "2", "-t", "100", &url,
+        ],
+    )
+    .await;
+    check_pgbench("pgbench -M prepared (tpcb-like)", &out, 400);
+    let sums = simple_value(
+        &client,
+        "/* lagoon:primary */ SELECT ((SELECT sum(abalance) FROM pgbench_accounts) = \
+         (SELECT sum(delta) FROM pgbench_history))::text",
+    )
+    .await
+    .expect("balances");
+    assert_eq!(sums, "true", "balances add up");
+}
+
+/// Requests routed to the replicas so far, from the health view's counters.
+fn routed_to_replicas(proxy: &TestProxy) -> u64 {
+    let h = proxy
+        .shared
+        .health
+        .get(DB)
+        .expect("health view of the test database");
+    h.replicas.iter().map(|m| m.routed()).sum()
+}
