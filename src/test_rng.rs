@@ -23,6 +23,11 @@ impl Rng {
         from[self.below(from.len())]
     }
 
+    /// Up to `max - 1` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        (0..self.below(max)).map(|_| self.next() as u8).collect()
+    }
+
     /// Up to `max - 1` pieces from `from`, each replaced by one random byte with odds
     /// 1 in `raw_one_in`: text that looks like the input a parser expects, with noise.
     pub fn pieces(&mut self, from: &[&[u8]], max: usize, raw_one_in: usize) -> Vec<u8> {

@@ -186,9 +186,9 @@ pub async fn start_proxy(pool: &str, server: &str) -> TestProxy {
     start_proxy_with(&base_config(pool, server)).await
 }
 
-/// Starts a proxy from full config text (must listen on 127.0.0.1:0).
-pub async fn start_proxy_with(config_text: &str) -> TestProxy {
-    let config = lagoon::config::parse(config_text).unwrap_or_else(|p| {
+/// Parses and validates a test config, panicking with every problem.
+pub fn parse_config(config_text: &str) -> lagoon::config::Config {
+    lagoon::config::parse(config_text).unwrap_or_else(|p| {
         panic!(
             "test config invalid: {}",
             p.iter()
@@ -196,7 +196,12 @@ pub async fn start_proxy_with(config_text: &str) -> TestProxy {
                 .collect::<Vec<_>>()
                 .join("; ")
         )
-    });
+    })
+}
+
+/// Starts a proxy from full config text (must listen on 127.0.0.1:0).
+pub async fn start_proxy_with(config_text: &str) -> TestProxy {
+    let config = parse_config(config_text);
     let proxy = Proxy::bind(config).await.expect("bind proxy");
     let addr = proxy.local_addr().expect("local addr");
     let shared = Arc::clone(&proxy.shared);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lagoon::health::{Health, MemberState, Role, lsn, probe_login};
 use tokio_util::sync::CancellationToken;
 
-use super::harness::{DB, cluster, eventually};
+use super::harness::{DB, cluster, eventually, parse_config};
 
 /// Generous bound for the waits: the first probes include a SCRAM login, and the machine may
 /// be busy with the rest of the suite.
@@ -42,15 +42,7 @@ replicas = [{replicas}]
         primary = c.url(&c.primary, DB),
         replicas = replicas.join(", "),
     );
-    lagoon::config::parse(&text).unwrap_or_else(|p| {
-        panic!(
-            "test config invalid: {}",
-            p.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })
+    parse_config(&text)
 }
 
 /// Waits for the monitor to finish `n` more rounds.

@@ -622,7 +622,7 @@ mod random_input_tests {
             }
         }
         for _ in 0..500 {
-            let raw: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+            let raw = rng.bytes(64);
             let _ = c.classify(&raw, true);
         }
         assert!(reads > 50, "{reads}");

@@ -562,7 +562,7 @@ mod random_input_tests {
                 }
                 assert_eq!(shifted, fx, "{}", show(&sql));
             }
-            let random: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+            let random = rng.bytes(64);
             let _ = scan(&random);
         }
         assert!(flagged > 500 && prepares > 50, "{flagged} {prepares}");
