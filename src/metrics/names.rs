@@ -275,4 +275,16 @@ mod tests {
             assert!(find(name).is_some(), "{name} missing");
         }
     }
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../../README.md");
+        for m in ALL {
+            assert!(
+                readme.contains(&format!("`{}`", m.name)),
+                "README's Metrics table lacks {}",
+                m.name
+            );
+        }
+    }
 }
