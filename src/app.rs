@@ -123,8 +123,8 @@ impl Proxy {
         warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
         let monitors = start_monitors(&shared);
-        // Outside the task tracker: it must answer (/readyz: draining) while sessions drain,
-        // and it stops by itself on `hard` or below once they are done.
+        // Outside the task tracker: it must answer (/readyz: draining) while sessions drain.
+        // It stops on `hard`, or is aborted below once the sessions are done.
         let metrics = self
             .metrics
             .map(|m| tokio::spawn(m.run(Arc::clone(&shared))));

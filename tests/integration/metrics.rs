@@ -303,3 +303,92 @@ async fn a_taken_metrics_address_fails_the_start() {
     };
     assert!(err.to_string().contains("server.metrics_listen"), "{err}");
 }
+
+#[tokio::test]
+async fn a_queued_client_shows_in_the_pool_gauges() {
+    let _serial = LOCK.lock().await;
+    let proxy = start_proxy("size = 1\ncheckout_timeout_ms = 20000", METRICS).await;
+    let addr = metrics_addr(&proxy);
+    let holder = proxy.connect().await;
+    holder.simple_query("BEGIN").await.unwrap();
+    let waiter = proxy.connect().await;
+    let queued = tokio::spawn(async move {
+        waiter.simple_query("SELECT 1").await.unwrap();
+        waiter
+    });
+    let pool = proxy
+        .shared
+        .pools
+        .all()
+        .into_iter()
+        .next()
+        .expect("the test database's pool exists once a client logged in");
+    wait_for_waiters("the second client queued", &pool, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (_, _, body) = get(addr, "/metrics").await;
+    let db = "database=\"lagoon_test\"";
+    assert_eq!(
+        must(&body, &format!("lagoon_pool_clients_waiting{{{db}}}")),
+        1.0
+    );
+    let max_wait = must(&body, &format!("lagoon_pool_max_wait_seconds{{{db}}}"));
+    assert!((0.05..20.0).contains(&max_wait), "max wait {max_wait}");
+    assert_eq!(
+        must(
+            &body,
+            &format!("lagoon_server_connections{{{db},member=\"primary\",state=\"active\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &body,
+            &format!("lagoon_server_connections{{{db},member=\"primary\",state=\"idle\"}}")
+        ),
+        0.0
+    );
+    assert_eq!(
+        must(&body, "lagoon_client_connections{state=\"waiting\"}"),
+        1.0
+    );
+    assert!(must(&body, "lagoon_client_connections{state=\"active\"}") >= 1.0);
+
+    holder.simple_query("COMMIT").await.unwrap();
+    let _waiter = queued.await.unwrap();
+    let (_, _, body) = get(addr, "/metrics").await;
+    assert_eq!(
+        must(&body, &format!("lagoon_pool_clients_waiting{{{db}}}")),
+        0.0
+    );
+    assert_eq!(
+        must(&body, &format!("lagoon_pool_max_wait_seconds{{{db}}}")),
+        0.0
+    );
+    // The queued checkout's wait is in the histogram's upper buckets.
+    let slow = must(
+        &body,
+        &format!("lagoon_pool_wait_seconds_bucket{{{db},le=\"30\"}}"),
+    ) - must(
+        &body,
+        &format!("lagoon_pool_wait_seconds_bucket{{{db},le=\"0.025\"}}"),
+    );
+    assert!(slow >= 1.0, "a wait over 25 ms recorded: {body}");
+}
+
+#[tokio::test]
+async fn readyz_says_draining_while_transactions_finish() {
+    let _serial = LOCK.lock().await;
+    let proxy = start_proxy("size = 1", METRICS).await;
+    let addr = metrics_addr(&proxy);
+    let client = proxy.connect().await;
+    client.simple_query("BEGIN").await.unwrap();
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+    proxy.shared.shutdown.begin_drain(Duration::from_secs(30));
+    // The open transaction keeps the proxy draining; the endpoint still answers.
+    let (status, _, body) = get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("not ready: draining"), "{body}");
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    client.simple_query("COMMIT").await.unwrap();
+}
