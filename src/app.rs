@@ -3,8 +3,8 @@
 //! own `Shared`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::health::Health;
+use crate::metrics::MetricsEndpoint;
 use crate::pool::cluster::Pools;
 use crate::router::classify::Classifier;
 use crate::shutdown::Shutdown;
@@ -37,6 +38,9 @@ pub struct Shared {
     /// The health view of each database with replicas and read/write split on, by database
     /// name; its monitor runs while the proxy does.
     pub health: DashMap<String, Arc<Health>>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, once bound (unset when
+    /// `server.metrics_listen` is not configured). Tests read the port from here.
+    pub metrics_addr: OnceLock<SocketAddr>,
 }
 
 /// Statement shapes the classifier remembers (a few MiB at most).
@@ -62,27 +66,55 @@ impl Shared {
             verifiers: Default::default(),
             mock_secret: rand::random(),
             statements: Default::default(),
+            metrics_addr: OnceLock::new(),
         })
     }
 }
 
-/// A proxy bound to its port, not yet serving.
+/// A proxy bound to its port(s), not yet serving.
 pub struct Proxy {
     pub shared: Arc<Shared>,
     listener: TcpListener,
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl Proxy {
+    /// Binds the client listener and, with `server.metrics_listen`, installs the metrics
+    /// recorder and binds the metrics endpoint: a bad address fails here, at start. The
+    /// recorder goes in before `Shared` exists, so no pool or monitor resolves a metric handle
+    /// against the no-op recorder.
     pub async fn bind(config: Config) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(&config.server.listen).await?;
+        let metrics = match config.server.metrics_listen_addr() {
+            Ok(None) => None,
+            Ok(Some(addr)) => Some(MetricsEndpoint::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("server.metrics_listen {addr}: {e}"))
+            })?),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("server.metrics_listen: {e}"),
+                ));
+            }
+        };
+        let shared = Shared::new(config);
+        if let Some(m) = &metrics {
+            let _ = shared.metrics_addr.set(m.local_addr()?);
+        }
         Ok(Proxy {
-            shared: Shared::new(config),
+            shared,
             listener,
+            metrics,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound metrics endpoint, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr.get().copied()
     }
 
     /// Serves until shutdown, then waits for every session to end.
@@ -91,11 +123,19 @@ impl Proxy {
         warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
         let monitors = start_monitors(&shared);
+        // Outside the task tracker: it must answer (/readyz: draining) while sessions drain.
+        // It stops on `hard`, or is aborted below once the sessions are done.
+        let metrics = self
+            .metrics
+            .map(|m| tokio::spawn(m.run(Arc::clone(&shared))));
         crate::net::listener::accept_loop(self.listener, Arc::clone(&shared)).await;
         shared.shutdown.tasks.close();
         shared.shutdown.tasks.wait().await;
         shared.pools.close_all();
         maintain.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         for m in monitors {
             m.abort();
         }
@@ -108,6 +148,9 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     warn_not_yet_implemented(&config);
     let proxy = Proxy::bind(config).await?;
     tracing::info!(listen = %proxy.local_addr()?, "lagoon listening");
+    if let Some(addr) = proxy.metrics_addr() {
+        tracing::info!(metrics_listen = %addr, "metrics endpoint: /metrics /healthz /readyz");
+    }
     let signals = tokio::spawn(crate::shutdown::watch_signals(
         proxy.shared.shutdown.clone(),
         deadline,
@@ -120,11 +163,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 /// Keys that are accepted (so configs written for later versions validate) but do nothing
 /// yet: say so once at start rather than let an operator believe they are in force.
 fn warn_not_yet_implemented(config: &Config) {
-    if config.server.metrics_listen.is_some() {
-        tracing::warn!(
-            "server.metrics_listen is set, but the metrics endpoint is not implemented yet"
-        );
-    }
     if !config.server.admin_users.is_empty() {
         tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
     }

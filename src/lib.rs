@@ -19,14 +19,16 @@
 //!                           session-only state pins it
 //!   -> server socket        pool::connect: TCP + startup + auth
 //! side tasks: pool::maintain (idle reaping, min_idle, lifetime), health::Monitor (probes
-//! every member: up/down, replay LSN, lag, RTT), cancel (CancelRequest forwarding), shutdown
-//! (SIGTERM drain, SIGINT fast).
+//! every member: up/down, replay LSN, lag, RTT), metrics (/metrics, /healthz, /readyz on
+//! server.metrics_listen), cancel (CancelRequest forwarding), shutdown (SIGTERM drain,
+//! SIGINT fast).
 //! ```
 //!
 //! `protocol`, `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,
 //! temporary tables, ...) and `router` (what may run on a replica) are sans-IO and never touch
 //! a socket; everything that does lives in `net`, `client`, `pool` and `auth`'s async drivers.
-//! No process globals: `app::Shared` is built once and handed down, so one test process can
+//! No process globals but the metrics recorder (the `metrics` facade has one per process):
+//! `app::Shared` is built once and handed down, so one test process can
 //! run several proxies.
 
 pub mod app;
@@ -38,6 +40,7 @@ pub mod demo;
 pub mod devcluster;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod prepared;

@@ -306,7 +306,8 @@ impl Session<'_> {
     /// Checks out a server, replays the client's settings on it, and sends it the buffered
     /// request. A checkout failure answers the request with an error and keeps the client.
     async fn attach(&mut self) -> Result<(), Exit> {
-        let deadline = Instant::now() + self.pool.settings().checkout_timeout;
+        let started = Instant::now();
+        let deadline = started + self.pool.settings().checkout_timeout;
         let redirect = self.route.as_mut().and_then(Route::take_redirect);
         let mut avoid = None;
         let mut failed = 0;
@@ -354,6 +355,9 @@ impl Session<'_> {
                 Err(e) => return self.refuse_request(&e).await,
             }
         };
+        // Pool wait, retries on other members included: every pool of the database shares
+        // this histogram (its label is the database), resolved once by the pool.
+        self.pool.wait_seconds().record(started.elapsed());
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
             match relay::replay(&mut conn, &sql).await {
                 Ok(()) => conn.applied = self.params.desired().to_vec(),

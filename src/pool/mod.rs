@@ -11,5 +11,5 @@ pub mod pool;
 pub mod server_conn;
 
 pub use guard::PooledConn;
-pub use pool::{Pool, PoolError, PoolSettings};
+pub use pool::{Pool, PoolError, PoolSettings, PoolStats};
 pub use server_conn::ServerConn;

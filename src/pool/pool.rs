@@ -7,7 +7,7 @@
 //! is never held across `.await`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,8 @@ impl ClientFacing for PoolError {
 struct Waiter {
     id: u64,
     tx: oneshot::Sender<Result<ServerConn, PoolError>>,
+    /// When its checkout began: the front waiter's age is the pool's max wait (metrics).
+    since: Instant,
 }
 
 struct Down {
@@ -100,7 +102,7 @@ struct State {
     closed: bool,
 }
 
-/// Counters readable without the lock (for SHOW POOLS and metrics later).
+/// Counters readable without the lock (for SHOW POOLS and the metrics endpoint).
 #[derive(Debug, Default)]
 pub struct PoolCounters {
     pub checkouts: AtomicU64,
@@ -128,6 +130,29 @@ pub struct Pool {
     normalized: Mutex<HashMap<(String, String), String>>,
     next_conn_id: AtomicU64,
     pub counters: PoolCounters,
+    /// Checkouts waiting for a connection this pool is opening for them (not queued in
+    /// `waiters`): they wait too, and the metrics count them as waiting clients. Touched only on
+    /// the slow path (no idle connection).
+    connect_waiting: AtomicUsize,
+    /// `lagoon_pool_wait_seconds{database}`, resolved once: the session records each checkout's
+    /// wait on it without a registry lookup.
+    wait_seconds: metrics::Histogram,
+}
+
+/// What a pool holds right now, for the metrics endpoint and SHOW POOLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections ready in the pool.
+    pub idle: usize,
+    /// Connections checked out by a client (PgBouncer's `sv_active`).
+    pub active: usize,
+    /// Connections being opened (login in progress).
+    pub connecting: usize,
+    /// Checkouts waiting: queued for a returned connection or for one being opened for them.
+    pub waiting: usize,
+    /// How long the oldest queued checkout has waited (zero when none is queued). A checkout
+    /// waiting on its own connect is not in it: that wait is bounded by `connect_timeout_ms`.
+    pub max_wait: Duration,
 }
 
 /// Bound on the normalisation cache: distinct application_names could otherwise grow it
@@ -155,6 +180,7 @@ impl Pool {
         let statement_scope = [database.as_bytes(), b"\0", user.as_bytes(), b"\0"]
             .concat()
             .into_boxed_slice();
+        let wait_seconds = crate::metrics::pool_wait_histogram(&database);
         Arc::new(Pool {
             statement_scope,
             database,
@@ -168,6 +194,8 @@ impl Pool {
             normalized: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
             counters: PoolCounters::default(),
+            connect_waiting: AtomicUsize::new(0),
+            wait_seconds,
         })
     }
 
@@ -236,7 +264,11 @@ impl Pool {
                         let (tx, rx) = oneshot::channel();
                         let id = st.next_waiter;
                         st.next_waiter += 1;
-                        st.waiters.push_back(Waiter { id, tx });
+                        st.waiters.push_back(Waiter {
+                            id,
+                            tx,
+                            since: started,
+                        });
                         Plan::Wait(id, rx)
                     }
                 }
@@ -255,6 +287,7 @@ impl Pool {
                         pool.checkin(conn);
                     }
                 });
+                let _waiting = ConnectWaiting::new(&self.connect_waiting);
                 match rx.await {
                     Ok(res) => res?,
                     Err(_) => return Err(PoolError::Closed(self.database.clone())),
@@ -468,5 +501,44 @@ impl Pool {
     pub fn snapshot(&self) -> (usize, usize, usize) {
         let st = self.lock();
         (st.idle.len(), st.total, st.waiters.len())
+    }
+
+    /// Connection and waiter counts (see [`PoolStats`]), read under the lock once.
+    pub fn stats(&self) -> PoolStats {
+        let connect_waiting = self.connect_waiting.load(Ordering::Relaxed);
+        let st = self.lock();
+        let idle = st.idle.len();
+        PoolStats {
+            idle,
+            active: st.total.saturating_sub(idle + st.connecting),
+            connecting: st.connecting,
+            waiting: st.waiters.len() + connect_waiting,
+            max_wait: st
+                .waiters
+                .front()
+                .map_or(Duration::ZERO, |w| w.since.elapsed()),
+        }
+    }
+
+    /// The `lagoon_pool_wait_seconds` histogram of this pool's database.
+    pub fn wait_seconds(&self) -> &metrics::Histogram {
+        &self.wait_seconds
+    }
+}
+
+/// Counts a checkout as waiting on its own connect while it lives (cancel-safe: the count
+/// drops with the checkout future).
+struct ConnectWaiting<'a>(&'a AtomicUsize);
+
+impl<'a> ConnectWaiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        ConnectWaiting(count)
+    }
+}
+
+impl Drop for ConnectWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

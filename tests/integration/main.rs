@@ -13,6 +13,7 @@ mod harness;
 mod health;
 mod load;
 mod login_wire;
+mod metrics;
 mod params;
 mod pool;
 mod prepared;
