@@ -365,16 +365,18 @@ impl TextSink {
     }
 }
 
-/// Stack buffer size of the fingerprint's encoding: covers typical statements (a 2 KB ORM
-/// query encodes to less), past it the encoding streams through XXH3's own state.
-const HASH_BUF: usize = 4096;
+/// Stack buffer size of the fingerprint's encoding: covers typical statements (a 2.5 KB ORM
+/// query with literals encodes to less), past it the encoding streams through XXH3's own
+/// state, also on the stack. Small enough that zeroing it costs little.
+const HASH_BUF: usize = 2048;
 
-/// Builds the canonical encoding and hashes it.
+/// Builds the canonical encoding and hashes it; never allocates.
 struct HashSink {
     buf: [u8; HASH_BUF],
     len: usize,
-    /// Only for encodings longer than the buffer; `xxh3_64` of the whole otherwise.
-    stream: Option<Box<Xxh3>>,
+    /// Only for encodings longer than the buffer; `xxh3_64` of the whole otherwise (the same
+    /// value: XXH3's streaming and one-shot forms agree).
+    stream: Option<Xxh3>,
 }
 
 /// Encoding tags: one byte before each unit, so no sequence of units can spell another.
@@ -392,32 +394,62 @@ impl HashSink {
         }
     }
 
+    /// A token: tag, length, bytes (lowercased for words). One bounds check and one copy on
+    /// the common path: this runs for every token of every query.
+    #[inline]
+    fn token(&mut self, tag: u8, bytes: &[u8], lower: bool) {
+        let need = bytes.len() + 2;
+        if let (Ok(len @ 0..=254), Some(dst)) = (
+            u8::try_from(bytes.len()),
+            self.buf.get_mut(self.len..self.len + need),
+        ) {
+            dst[0] = tag;
+            dst[1] = len;
+            if lower {
+                for (d, s) in dst[2..].iter_mut().zip(bytes) {
+                    *d = s.to_ascii_lowercase();
+                }
+            } else {
+                dst[2..].copy_from_slice(bytes);
+            }
+            self.len += need;
+        } else {
+            self.long_token(tag, bytes, lower);
+        }
+    }
+
+    /// A token that does not fit the buffer's rest or is 255 bytes or longer: length as 255
+    /// and four bytes, the bytes in pieces.
+    #[cold]
+    fn long_token(&mut self, tag: u8, bytes: &[u8], lower: bool) {
+        self.put(&[tag]);
+        match u8::try_from(bytes.len()) {
+            Ok(l) if l < u8::MAX => self.put(&[l]),
+            _ => {
+                self.put(&[u8::MAX]);
+                self.put(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            }
+        }
+        for chunk in bytes.chunks(64) {
+            let mut piece = [0u8; 64];
+            for (d, s) in piece.iter_mut().zip(chunk) {
+                *d = if lower { s.to_ascii_lowercase() } else { *s };
+            }
+            self.put(&piece[..chunk.len()]);
+        }
+    }
+
     fn put(&mut self, bytes: &[u8]) {
         if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
             dst.copy_from_slice(bytes);
             self.len += bytes.len();
             return;
         }
-        let stream = self.stream.get_or_insert_with(|| Box::new(Xxh3::new()));
+        // Full: move the buffer into the stream (`bytes` is at most 64 bytes here).
+        let stream = self.stream.get_or_insert_with(Xxh3::new);
         stream.update(&self.buf[..self.len]);
-        self.len = 0;
-        if bytes.len() > HASH_BUF / 2 {
-            stream.update(bytes);
-        } else {
-            self.buf[..bytes.len()].copy_from_slice(bytes);
-            self.len = bytes.len();
-        }
-    }
-
-    /// A length prefix: one byte below 255, else 255 and four bytes.
-    fn put_len(&mut self, len: usize) {
-        match u8::try_from(len) {
-            Ok(l) if l < u8::MAX => self.put(&[l]),
-            _ => {
-                self.put(&[u8::MAX]);
-                self.put(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-            }
-        }
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.len = bytes.len();
     }
 
     fn finish(self) -> u64 {
@@ -432,24 +464,11 @@ impl HashSink {
 }
 
 impl Sink for HashSink {
+    #[inline]
     fn unit(&mut self, _space: bool, unit: Unit<'_>) {
         match unit {
-            Unit::Word(b) => {
-                self.put(&[TAG_WORD]);
-                self.put_len(b.len());
-                for chunk in b.chunks(64) {
-                    let mut lower = [0u8; 64];
-                    for (d, s) in lower.iter_mut().zip(chunk) {
-                        *d = s.to_ascii_lowercase();
-                    }
-                    self.put(&lower[..chunk.len()]);
-                }
-            }
-            Unit::Raw(b) => {
-                self.put(&[TAG_RAW]);
-                self.put_len(b.len());
-                self.put(b);
-            }
+            Unit::Word(b) => self.token(TAG_WORD, b, true),
+            Unit::Raw(b) => self.token(TAG_RAW, b, false),
             Unit::Placeholder => self.put(&[TAG_PLACEHOLDER]),
             Unit::List(open) => self.put(&[TAG_LIST, open]),
         }

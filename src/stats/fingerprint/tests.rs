@@ -219,6 +219,23 @@ fn streaming_equals_one_shot() {
         whole.extend_from_slice(&word);
     }
     assert_eq!(streamed, xxh3_64(&whole));
+
+    // Short tokens straddling the buffer's end take the slow path with the same encoding.
+    let mut sink = HashSink::new();
+    let mut whole = Vec::new();
+    for i in 0..1000 {
+        if i % 3 == 0 {
+            sink.unit(false, Unit::Word(b"SeLeCt"));
+            whole.extend_from_slice(&[TAG_WORD, 6]);
+            whole.extend_from_slice(b"select");
+        } else {
+            sink.unit(false, Unit::Placeholder);
+            sink.unit(false, Unit::Raw(b"::"));
+            whole.extend_from_slice(&[TAG_PLACEHOLDER, TAG_RAW, 2, b':', b':']);
+        }
+    }
+    assert!(whole.len() > 2 * HASH_BUF);
+    assert_eq!(sink.finish(), xxh3_64(&whole));
 }
 
 #[test]
