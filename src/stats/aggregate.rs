@@ -10,9 +10,9 @@
 //! The table is split into up to 16 shards by fingerprint, each a `std::sync::Mutex` over a
 //! small map, held only for the few counter and histogram updates of one record (never across
 //! an `.await`, never while normalizing text). Sessions recording different fingerprints
-//! rarely meet; a hot fingerprint serializes its own updates, about 25 ns each (`benches/stats.rs`). A panic
-//! under a lock cannot leave more than one half-updated row of counters, so a poisoned lock
-//! is taken over rather than propagated.
+//! rarely meet; a hot fingerprint serializes its own updates, about 25 ns each
+//! (`benches/stats.rs`). A panic under a lock cannot leave more than one half-updated row of
+//! counters, so a poisoned lock is taken over rather than propagated.
 //!
 //! # Bounds and eviction
 //!
