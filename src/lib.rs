@@ -48,5 +48,6 @@ pub mod protocol;
 pub mod router;
 pub mod shutdown;
 pub mod sql;
+pub mod stats;
 #[cfg(test)]
 mod test_rng;

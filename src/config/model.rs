@@ -289,6 +289,16 @@ pub struct SlowQueryConfig {
     pub threshold_ms: u64,
     /// `"stderr"` or a file path; one JSON object per line. Default `"stderr"`.
     pub log: String,
+    /// Also write each slow query's text as sent (`"text"`), literals included. Off by
+    /// default: literals can be personal data or secrets; the normalized text is always
+    /// written. Default false.
+    pub log_parameters: bool,
+    /// Most slow-query lines written a second (a burst of as many); the rest are counted in
+    /// a summary line, so a storm cannot fill the disk. Default 100; at least 1.
+    pub max_lines_per_second: u32,
+    /// Query fingerprints kept for `SHOW QUERIES` (all queries, not only slow ones); beyond
+    /// it the least-used is forgotten. About 13 KB each. Default 1000; at least 1.
+    pub top_queries: usize,
 }
 
 impl Default for SlowQueryConfig {
@@ -296,6 +306,9 @@ impl Default for SlowQueryConfig {
         SlowQueryConfig {
             threshold_ms: 500,
             log: "stderr".to_owned(),
+            log_parameters: false,
+            max_lines_per_second: 100,
+            top_queries: 1000,
         }
     }
 }
@@ -382,6 +395,10 @@ pub struct DatabaseConfig {
     /// Overrides `pool.mode` for this database. Default: `pool.mode`.
     #[serde(default)]
     pub pool_mode: Option<PoolMode>,
+    /// Overrides `slow_query.threshold_ms` for this database (a reporting database may
+    /// allow slower queries). Milliseconds; default: `slow_query.threshold_ms`.
+    #[serde(default)]
+    pub slow_query_threshold_ms: Option<u64>,
     /// `primary`, parsed; filled by validation.
     #[serde(skip)]
     pub primary_endpoint: Endpoint,
@@ -400,6 +417,12 @@ impl DatabaseConfig {
     pub fn effective_pool_mode(&self, pool: &PoolConfig) -> PoolMode {
         self.pool_mode.unwrap_or(pool.mode)
     }
+
+    /// Slow-query threshold for this database: its own override, else
+    /// `slow_query.threshold_ms`.
+    pub fn effective_slow_query_threshold(&self, slow: &SlowQueryConfig) -> Duration {
+        Duration::from_millis(self.slow_query_threshold_ms.unwrap_or(slow.threshold_ms))
+    }
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -408,6 +431,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("name", &self.name)
             .field("pool_size", &self.pool_size)
             .field("pool_mode", &self.pool_mode)
+            .field("slow_query_threshold_ms", &self.slow_query_threshold_ms)
             .field("primary_endpoint", &self.primary_endpoint)
             .field("replica_endpoints", &self.replica_endpoints)
             .finish_non_exhaustive()

@@ -516,3 +516,44 @@ fn load_reads_files_and_reports_read_errors() {
     assert_eq!(p.len(), 1);
     assert!(p[0].message.contains("cannot read config file"), "{}", p[0]);
 }
+
+#[test]
+fn slow_query_settings_and_database_threshold() {
+    let c = ok(BASE);
+    let sq = &c.slow_query;
+    assert!(!sq.log_parameters);
+    assert_eq!((sq.max_lines_per_second, sq.top_queries), (100, 1000));
+    let db = c.database("appdb").unwrap();
+    assert_eq!(db.slow_query_threshold_ms, None);
+    assert_eq!(
+        db.effective_slow_query_threshold(sq),
+        Duration::from_millis(500)
+    );
+
+    let text = format!(
+        "[slow_query]\nthreshold_ms = 200\nlog_parameters = true\nmax_lines_per_second = 5\n\
+         top_queries = 10\n{BASE}slow_query_threshold_ms = 5000\n"
+    );
+    let c = ok(&text);
+    let sq = &c.slow_query;
+    assert!(sq.log_parameters);
+    assert_eq!((sq.max_lines_per_second, sq.top_queries), (5, 10));
+    let db = c.database("appdb").unwrap();
+    assert_eq!(
+        db.effective_slow_query_threshold(sq),
+        Duration::from_secs(5)
+    );
+
+    let p = problems(&format!(
+        "[slow_query]\nmax_lines_per_second = 0\ntop_queries = 0\n{BASE}"
+    ));
+    assert!(
+        has(&p, "slow_query.max_lines_per_second", Some(2), "at least 1"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "slow_query.top_queries", Some(3), "at least 1"),
+        "{p:#?}"
+    );
+    assert_eq!(p.len(), 2, "{p:#?}");
+}

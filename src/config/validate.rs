@@ -122,6 +122,13 @@ impl Validator<'_> {
             1,
         );
         self.at_least("routing.up_after_successes", r.up_after_successes.into(), 1);
+        let sq = &config.slow_query;
+        self.at_least(
+            "slow_query.max_lines_per_second",
+            sq.max_lines_per_second.into(),
+            1,
+        );
+        self.at_least("slow_query.top_queries", sq.top_queries as u64, 1);
         if config.slow_query.log.is_empty() {
             self.report(
                 "slow_query.log",

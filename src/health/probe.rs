@@ -283,6 +283,7 @@ mod tests {
             replicas: Vec::new(),
             pool_size: None,
             pool_mode: None,
+            slow_query_threshold_ms: None,
             primary_endpoint: Endpoint {
                 host: "127.0.0.1".to_owned(),
                 port: 5432,

@@ -23,6 +23,7 @@ pub(crate) fn health(replicas: usize) -> Arc<Health> {
         replicas: Vec::new(),
         pool_size: None,
         pool_mode: None,
+        slow_query_threshold_ms: None,
         primary_endpoint: ep(5432),
         replica_endpoints: (0..replicas).map(|i| ep(5433 + i as u16)).collect(),
     };
