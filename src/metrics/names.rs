@@ -211,21 +211,9 @@ impl ServerState {
     }
 }
 
-/// `route` of [`QUERIES_TOTAL`] and [`QUERY_DURATION_SECONDS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Primary,
-    Replica,
-}
-
-impl Route {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Primary => "primary",
-            Route::Replica => "replica",
-        }
-    }
-}
+/// `route` of [`QUERIES_TOTAL`] and [`QUERY_DURATION_SECONDS`]: the same values as a slow-log
+/// line's `route`, so one type serves both.
+pub use crate::stats::Route;
 
 /// The entry of `name` in [`ALL`].
 pub fn find(name: &str) -> Option<&'static Metric> {
