@@ -391,7 +391,7 @@ impl Member {
     /// A good probe sent at `sent_at` read `lsn` in `rtt`.
     pub(crate) fn record_ok(&self, lsn: u64, sent_at: Instant, rtt: Duration) {
         self.lsn.store(lsn, Relaxed);
-        self.latency.observe(rtt, sent_at + rtt);
+        self.latency.observe_smoothed(rtt, sent_at + rtt);
         self.rtt.observe(rtt, sent_at + rtt);
         self.last_ok
             .store(nanos_since(self.base, sent_at).min(NEVER - 1), Relaxed);

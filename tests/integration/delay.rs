@@ -114,7 +114,11 @@ async fn direction(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Arc<A
     };
     let writer = async move {
         while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due.into()).await;
+            // A chunk already due goes at once: the timer rounds a sleep up to its next
+            // millisecond tick, which would make "no delay" cost ~2 ms per round trip.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
             if to.write_all(&chunk).await.is_err() {
                 return;
             }
