@@ -66,33 +66,27 @@ impl Ewma {
 
     /// Feeds one sample taken at `now`. The first sample becomes the estimate.
     pub fn observe(&self, sample: Duration, now: Instant) {
-        let sample = sample.as_secs_f64();
-        let now_nanos = nanos_since(self.base, now);
-        let prev = f64::from_bits(self.bits.load(Relaxed));
-        let last = self.stamp.load(Relaxed);
-        let next = if last == NEVER || (self.peak && sample > prev) {
-            sample
-        } else {
-            // A sample stamped before the previous one (racing threads) counts as simultaneous.
-            let elapsed = now_nanos.saturating_sub(last) as f64;
-            let w = (-elapsed / self.decay_nanos).exp();
-            prev * w + sample * (1.0 - w)
-        };
-        self.bits.store(next.to_bits(), Relaxed);
-        self.stamp.store(now_nanos, Relaxed);
+        self.update(sample, now, self.peak);
     }
 
     /// Feeds one sample smoothed in even on a peak EWMA: probe round trips, whose occasional
     /// spikes say more about a busy proxy host than about the member, and must not flip its
     /// traffic the way a slow answer to a real query does.
     pub fn observe_smoothed(&self, sample: Duration, now: Instant) {
+        self.update(sample, now, false);
+    }
+
+    /// One sample in: it replaces the estimate when it is the first, or when `peak` and it
+    /// is higher; otherwise it is weighted by the time since the previous sample.
+    fn update(&self, sample: Duration, now: Instant, peak: bool) {
+        let sample = sample.as_secs_f64();
         let now_nanos = nanos_since(self.base, now);
         let prev = f64::from_bits(self.bits.load(Relaxed));
         let last = self.stamp.load(Relaxed);
-        let sample = sample.as_secs_f64();
-        let next = if last == NEVER {
+        let next = if last == NEVER || (peak && sample > prev) {
             sample
         } else {
+            // A sample stamped before the previous one (racing threads) counts as simultaneous.
             let elapsed = now_nanos.saturating_sub(last) as f64;
             let w = (-elapsed / self.decay_nanos).exp();
             prev * w + sample * (1.0 - w)
