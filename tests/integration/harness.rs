@@ -186,6 +186,21 @@ pub async fn start_proxy(pool: &str, server: &str) -> TestProxy {
     start_proxy_with(&base_config(pool, server)).await
 }
 
+/// `"a", "b"`: strings as the inside of a TOML array.
+pub fn toml_strings(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The URLs of `c`'s replicas for database `db`, as the inside of a TOML `replicas` array.
+pub fn replica_urls_toml(c: &DevCluster, db: &str) -> String {
+    let urls: Vec<String> = c.replicas.iter().map(|r| c.url(r, db)).collect();
+    toml_strings(&urls)
+}
+
 /// Parses and validates a test config, panicking with every problem.
 pub fn parse_config(config_text: &str) -> lagoon::config::Config {
     lagoon::config::parse(config_text).unwrap_or_else(|p| {
@@ -362,16 +377,11 @@ pub fn member_url(port: u16) -> String {
 /// cluster).
 pub fn routing_config(extra_routing: &str, replicas: &[String]) -> String {
     let c = routing_cluster();
-    let replicas: Vec<String> = if replicas.is_empty() {
-        c.replicas.iter().map(|r| c.url(r, DB)).collect()
+    let replicas = if replicas.is_empty() {
+        replica_urls_toml(c, DB)
     } else {
-        replicas.to_vec()
+        toml_strings(replicas)
     };
-    let replicas = replicas
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         r#"
 [server]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lagoon::health::{Health, MemberState, Role, lsn, probe_login};
 use tokio_util::sync::CancellationToken;
 
-use super::harness::{DB, cluster, eventually, parse_config};
+use super::harness::{DB, cluster, eventually, parse_config, replica_urls_toml};
 
 /// Generous bound for the waits: the first probes include a SCRAM login, and the machine may
 /// be busy with the rest of the suite.
@@ -21,11 +21,6 @@ const WAIT: Duration = Duration::from_secs(20);
 /// the superuser (the first `[[users]]` entry with a password).
 fn config() -> lagoon::config::Config {
     let c = cluster();
-    let replicas: Vec<String> = c
-        .replicas
-        .iter()
-        .map(|r| format!("\"{}\"", c.url(r, DB)))
-        .collect();
     let text = format!(
         r#"
 [[users]]
@@ -40,7 +35,7 @@ replicas = [{replicas}]
         user = c.superuser,
         password = c.superuser_password,
         primary = c.url(&c.primary, DB),
-        replicas = replicas.join(", "),
+        replicas = replica_urls_toml(c, DB),
     );
     parse_config(&text)
 }

@@ -74,16 +74,11 @@ fn must(body: &str, series: &str) -> f64 {
 /// replicas, so a health monitor runs and the replica gauges appear.
 fn config_with_replicas() -> String {
     let c = cluster();
-    let replicas: Vec<String> = c
-        .replicas
-        .iter()
-        .map(|r| format!("\"{}\"", c.url(r, DB)))
-        .collect();
     format!(
         "{}\n[[databases]]\nname = \"lagoon_test_ro\"\nprimary = \"{}\"\nreplicas = [{}]\n",
         base_config("size = 2", METRICS),
         c.url(&c.primary, DB),
-        replicas.join(", ")
+        replica_urls_toml(c, DB)
     )
 }
 
