@@ -411,14 +411,35 @@ async fn harness_apply_delay_holds_back_replay() {
 
 // --- Routing --------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn reads_go_to_replicas_and_writes_to_the_primary() {
-    let _lock = routing_lock().await;
+/// The common start of a routing test: the routing lock, a proxy with the default routing
+/// over both replicas, one client, and a read of that client already served by a replica.
+struct Routed {
+    _lock: tokio::sync::MutexGuard<'static, ()>,
+    proxy: TestProxy,
+    client: Client,
+}
+
+async fn routed() -> Routed {
+    let lock = routing_lock().await;
     let proxy = start_proxy_with(&routing_config("", &[])).await;
     let client = proxy.connect().await;
+    wait_replica_serving(&client).await;
+    Routed {
+        _lock: lock,
+        proxy,
+        client,
+    }
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let Routed {
+        _lock,
+        proxy: _proxy,
+        client,
+    } = routed().await;
     let replicas = replica_ports();
     let primary = primary_port();
-    wait_replica_serving(&client).await;
 
     // Reads, simple and extended protocol (named and unnamed statements).
     for i in 0..20 {
@@ -491,12 +512,13 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
 
 #[tokio::test]
 async fn hints_and_session_route_override_the_classifier() {
-    let _lock = routing_lock().await;
-    let proxy = start_proxy_with(&routing_config("", &[])).await;
-    let client = proxy.connect().await;
+    let Routed {
+        _lock,
+        proxy,
+        client,
+    } = routed().await;
     let replicas = replica_ports();
     let primary = primary_port();
-    wait_replica_serving(&client).await;
 
     for _ in 0..10 {
         assert_eq!(
@@ -544,12 +566,13 @@ async fn hints_and_session_route_override_the_classifier() {
 
 #[tokio::test]
 async fn read_only_transactions_may_use_a_replica_others_use_the_primary() {
-    let _lock = routing_lock().await;
-    let proxy = start_proxy_with(&routing_config("", &[])).await;
-    let mut client = proxy.connect().await;
+    let Routed {
+        _lock,
+        proxy: _proxy,
+        mut client,
+    } = routed().await;
     let replicas = replica_ports();
     let primary = primary_port();
-    wait_replica_serving(&client).await;
 
     for begin in ["BEGIN READ ONLY", "START TRANSACTION READ ONLY"] {
         client.simple_query(begin).await.expect(begin);
@@ -604,11 +627,12 @@ async fn read_only_transactions_may_use_a_replica_others_use_the_primary() {
 
 #[tokio::test]
 async fn a_read_only_error_from_a_replica_is_retried_on_the_primary() {
-    let _lock = routing_lock().await;
-    let proxy = start_proxy_with(&routing_config("", &[])).await;
-    let client = proxy.connect().await;
+    let Routed {
+        _lock,
+        proxy: _proxy,
+        client,
+    } = routed().await;
     let primary = primary_port();
-    wait_replica_serving(&client).await;
 
     // rt_insert_marker looks like a read (a function call in a SELECT) but INSERTs: a replica
     // answers 25006, the proxy re-runs it on the primary once, the client sees the result.
@@ -648,11 +672,12 @@ async fn a_read_only_error_from_a_replica_is_retried_on_the_primary() {
 /// pool with the server.
 #[tokio::test]
 async fn a_client_pinned_to_a_replica_is_not_moved_by_a_refused_write() {
-    let _lock = routing_lock().await;
-    let proxy = start_proxy_with(&routing_config("", &[])).await;
-    let client = proxy.connect().await;
+    let Routed {
+        _lock,
+        proxy: _proxy,
+        client,
+    } = routed().await;
     let replicas = replica_ports();
-    wait_replica_serving(&client).await;
     client
         .simple_query("SET lagoon.route = replica")
         .await
@@ -1173,10 +1198,11 @@ fn wire_msg(tag: u8, body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_write_pipelined_behind_a_replica_read_runs_on_the_primary() {
     use crate::faultkit::{Raw, first_error, first_value, query};
-    let _lock = routing_lock().await;
-    let proxy = start_proxy_with(&routing_config("", &[])).await;
-    let client = proxy.connect().await;
-    wait_replica_serving(&client).await;
+    let Routed {
+        _lock,
+        proxy,
+        client: _client,
+    } = routed().await;
     let primary = primary_port();
 
     let mut raw = Raw::login_trust(proxy.addr, TRUST_USER.0, DB).await;
