@@ -85,16 +85,17 @@ pub fn split_message(buf: &mut BytesMut, max_len: usize) -> Result<Option<BytesM
 }
 
 /// Walks complete messages in `buf` from `start`, calling `f(tag, body)` for each, and returns
-/// the offset just past the last complete message. Nothing is copied or removed.
+/// the offset just past the last complete message. Nothing is copied or removed; bodies borrow
+/// from `buf`, so `f` may keep them.
 #[inline]
-pub fn walk_messages<F>(
-    buf: &[u8],
+pub fn walk_messages<'a, F>(
+    buf: &'a [u8],
     start: usize,
     max_len: usize,
     mut f: F,
 ) -> Result<usize, FrameError>
 where
-    F: FnMut(u8, &[u8]) -> bool,
+    F: FnMut(u8, &'a [u8]) -> bool,
 {
     let mut off = start;
     while let Some(h) = peek_header(&buf[off..], max_len)? {

@@ -7,7 +7,7 @@
 //! short) makes it a write. Sans-IO: the SQL verdicts come from the caller.
 
 use super::{Class, Hint, Verdict};
-use crate::protocol::codec::{HEADER_LEN, peek_header};
+use crate::protocol::codec::walk_messages;
 use crate::protocol::messages::parse::cstr;
 
 /// The verdict of nothing at all (a lone Sync): it may run anywhere.
@@ -34,15 +34,8 @@ pub fn classify_request(
     // Names this request parses itself (drivers send Parse + Bind of a new statement in one
     // batch): their Bind adds nothing to what the Parse's text said.
     let mut parsed: Vec<&[u8]> = Vec::new();
-    let mut off = 0;
-    while off < buf.len() {
-        let Ok(Some(h)) = peek_header(&buf[off..], usize::MAX) else {
-            return fold(acc, WRITE);
-        };
-        let Some(body) = buf.get(off + HEADER_LEN..off + h.total_len) else {
-            return fold(acc, WRITE);
-        };
-        let v = match h.tag {
+    let walked = walk_messages(buf, 0, usize::MAX, |tag, body| {
+        let v = match tag {
             b'Q' => cstr(body).map_or(WRITE, |(text, _)| sql(text)),
             b'P' => match cstr(body).and_then(|(name, rest)| Some((name, cstr(rest)?.0))) {
                 Some((name, text)) => {
@@ -65,9 +58,13 @@ pub fn classify_request(
             _ => WRITE,
         };
         acc = fold(acc, v);
-        off += h.total_len;
+        true
+    });
+    match walked {
+        Ok(end) if end == buf.len() => acc,
+        // A message cut short or malformed: not seen through.
+        _ => fold(acc, WRITE),
     }
-    acc
 }
 
 /// Two verdicts of one request together: a write anywhere makes it a write; a transaction
