@@ -25,7 +25,7 @@ use crate::error::ClientFacing;
 use crate::pool::cluster::Cluster;
 use crate::pool::{Pool, PoolError, PooledConn};
 use crate::prepared::ClientStatements;
-use crate::protocol::codec::{HEADER_LEN, peek_header};
+use crate::protocol::codec::walk_messages;
 use crate::protocol::messages::encode::{self, Severity};
 use crate::protocol::messages::parse::cstr;
 use crate::protocol::sqlstate::{self, SqlState};
@@ -242,12 +242,9 @@ impl Session<'_> {
         let mut ops: Vec<(&[u8], Option<Arc<crate::prepared::Statement>>)> = Vec::new();
         let mut out = BytesMut::new();
         let mut syncs = 0;
-        let mut off = 0;
         let mut last = 0u8;
-        while off < buf.len() {
-            let h = peek_header(&buf[off..], usize::MAX).ok()??;
-            let body = buf.get(off + HEADER_LEN..off + h.total_len)?;
-            match h.tag {
+        let mut step = |tag, body| -> Option<()> {
+            match tag {
                 b'P' => {
                     let (name, key) = cstr(body)?;
                     // A name this request already used is left to the server's rules.
@@ -281,8 +278,16 @@ impl Session<'_> {
                 }
                 _ => return None,
             }
-            last = h.tag;
-            off += h.total_len;
+            last = tag;
+            Some(())
+        };
+        let mut whole = true;
+        let end = walk_messages(buf, 0, usize::MAX, |tag, body| {
+            whole = step(tag, body).is_some();
+            whole
+        });
+        if !whole || end.ok() != Some(buf.len()) {
+            return None;
         }
         if last != b'S' {
             return None;
