@@ -219,7 +219,7 @@ impl Session<'_> {
         let refuse_on = rewrite_on && self.refuse_features;
         // With standard_conforming_strings off, backslashes escape quotes in '...' strings: a
         // scan that assumed otherwise could miss a SET hidden after one.
-        let std_strings = self.params.get("standard_conforming_strings") != Some("off");
+        let std_strings = self.params.standard_strings();
         if w.wscan.at_boundary()
             && let Ok(Some(h)) = peek_header(&self.cbuf[..self.scanned], self.max_message)
             && h.total_len <= self.scanned

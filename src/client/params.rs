@@ -95,6 +95,12 @@ impl SessionParams {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The client's `standard_conforming_strings` (on unless it set it off): with it off,
+    /// backslashes escape quotes in `'...'` strings, which moves where a lexer sees them end.
+    pub fn standard_strings(&self) -> bool {
+        self.get("standard_conforming_strings") != Some("off")
+    }
+
     pub fn desired(&self) -> &[(String, String)] {
         &self.desired
     }

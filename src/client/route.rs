@@ -190,7 +190,7 @@ impl Session<'_> {
     /// hint, then the session's `lagoon.route`; and whether it may write (by its SQL alone,
     /// wherever it is sent).
     fn want(&self, classifier: &crate::router::classify::Classifier) -> (Want, bool) {
-        let std_strings = self.params.get("standard_conforming_strings") != Some("off");
+        let std_strings = self.params.standard_strings();
         let v = crate::router::request::classify_request(
             &self.cbuf[..self.scanned],
             |text| {
