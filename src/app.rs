@@ -41,6 +41,14 @@ pub struct Shared {
     /// Where `/metrics`, `/healthz` and `/readyz` are served, once bound (unset when
     /// `server.metrics_listen` is not configured). Tests read the port from here.
     pub metrics_addr: OnceLock<SocketAddr>,
+    /// Per-query statistics: fingerprints, slow log, per-database totals (see `stats`).
+    pub stats: crate::stats::Stats,
+    /// Logged-in clients, for `SHOW CLIENTS` and `KILL`.
+    pub client_registry: crate::client::registry::ClientRegistry,
+    /// Paused databases (`PAUSE`, `KILL`): their requests wait before checkout.
+    pub pauses: crate::pool::pause::Pauses,
+    /// The file the config came from, for reloads (unset when started from a value).
+    pub config_path: OnceLock<std::path::PathBuf>,
 }
 
 /// Statement shapes the classifier remembers (a few MiB at most).
@@ -56,6 +64,10 @@ impl Shared {
             }
         }
         Arc::new(Shared {
+            stats: crate::stats::Stats::new(&config),
+            client_registry: Default::default(),
+            pauses: Default::default(),
+            config_path: OnceLock::new(),
             classifier,
             health,
             config: ArcSwap::from_pointee(config),

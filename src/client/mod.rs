@@ -8,6 +8,7 @@ mod handshake;
 pub mod login;
 pub mod params;
 pub mod probe;
+pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod session;
@@ -120,7 +121,23 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         }
     };
     let pool_cfg = &logged.config.pool;
+    let database = logged.cluster.primary.database.clone();
+    let listed = shared.client_registry.register(registry::NewClient {
+        addr: peer,
+        local_addr: stream.local_addr().ok(),
+        user: logged.cluster.primary.user.clone(),
+        database: database.clone(),
+        application_name: logged
+            .params
+            .get("application_name")
+            .unwrap_or_default()
+            .to_owned(),
+        process_id: reg.process_id,
+        admin: false,
+    });
     let session = session::Session {
+        entry: Arc::clone(&listed.entry),
+        db_stats: shared.stats.database(&database),
         shared: &shared,
         client: stream,
         cbuf: buf,

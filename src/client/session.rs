@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use super::forward::Wire;
 use super::params::SessionParams;
 use super::probe::Ask;
+use super::registry::ClientState;
 use super::relay;
 use super::route::{Placed, Route};
 use crate::app::Shared;
@@ -55,6 +56,13 @@ impl Exit {
             "terminating connection due to administrator command",
         )
     }
+    /// The admin console's `KILL` of this client's database.
+    pub(super) fn killed() -> Exit {
+        Exit::fatal(
+            sqlstate::ADMIN_SHUTDOWN,
+            "terminating connection due to administrator command (KILL of its database)",
+        )
+    }
     pub(super) fn server_lost() -> Exit {
         Exit::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -65,6 +73,10 @@ impl Exit {
 
 pub struct Session<'a> {
     pub shared: &'a Shared,
+    /// This client in the proxy's client list (state, `KILL`).
+    pub entry: Arc<super::registry::ClientEntry>,
+    /// The figures of this client's database (`SHOW STATS`, query metrics).
+    pub db_stats: Arc<crate::stats::DbStats>,
     pub client: TcpStream,
     pub cbuf: BytesMut,
     /// Bytes at the front of `cbuf` already scanned (and counted by `tracker`) but not yet
@@ -122,6 +134,7 @@ enum Event {
     IoError(Side),
     IdleTimeout,
     Hard,
+    Killed,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +214,11 @@ impl Session<'_> {
     }
 
     async fn detached_step(&mut self) -> Result<(), Exit> {
+        // However the server went (released, lost, moved), the client holds none now.
+        if self.entry.state() != ClientState::Idle {
+            self.entry.set_state(ClientState::Idle);
+            self.entry.set_server(None);
+        }
         if self.terminate_pending() {
             return Err(Exit::ClientGone);
         }
@@ -217,6 +235,7 @@ impl Session<'_> {
         let read = tokio::select! {
             biased;
             _ = self.shared.shutdown.drain.cancelled() => return Err(Exit::shutdown()),
+            _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
             r = read_client(&mut self.client, &mut self.cbuf) => r,
         };
         match read {
@@ -312,7 +331,16 @@ impl Session<'_> {
     /// request. A checkout failure answers the request with an error and keeps the client.
     async fn attach(&mut self) -> Result<(), Exit> {
         let started = Instant::now();
-        let deadline = started + self.pool.settings().checkout_timeout;
+        self.entry.set_state(ClientState::Waiting);
+        if self.shared.pauses.is_paused(&self.pool.database) {
+            // PAUSE: the request waits for RESUME; its checkout deadline starts after.
+            tokio::select! {
+                _ = self.shared.pauses.wait_resumed(&self.pool.database) => {}
+                _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+                _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
+            }
+        }
+        let deadline = Instant::now() + self.pool.settings().checkout_timeout;
         let redirect = self.route.as_mut().and_then(Route::take_redirect);
         let mut avoid = None;
         let mut failed = 0;
@@ -324,6 +352,7 @@ impl Session<'_> {
             let checkout = tokio::select! {
                 r = pool.checkout(deadline) => r,
                 _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+                _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
             };
             match checkout {
                 Ok(c) => break (c, placed),
@@ -380,6 +409,9 @@ impl Session<'_> {
         self.sync_sql_prepared(&mut conn).await?;
         self.attached_to(placed);
         self.slot.set(Some(Arc::clone(&conn.cancel)));
+        self.entry.set_state(ClientState::Active);
+        self.entry.set_server(Some(conn.id));
+        self.db_stats.assigned();
         self.server = Some(conn);
         self.wire.attached();
         // The request goes out through the attached loop, which also reads the replies: a
@@ -499,6 +531,7 @@ impl Session<'_> {
                 r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = sleep_until(idle_deadline), if idle_deadline.is_some() => Event::IdleTimeout,
                 _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
+                _ = self.entry.kill.cancelled() => Event::Killed,
             }
         };
         match event {
@@ -513,6 +546,7 @@ impl Session<'_> {
                 "terminating connection due to idle-in-transaction timeout (pool.idle_transaction_timeout_ms)",
             )),
             Event::Hard => Err(Exit::shutdown()),
+            Event::Killed => Err(Exit::killed()),
         }
     }
 

@@ -13,6 +13,7 @@ mod document;
 mod endpoint;
 mod kinds;
 pub mod model;
+pub mod reload;
 mod validate;
 
 #[cfg(test)]

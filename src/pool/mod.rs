@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod connect;
 pub mod guard;
+pub mod pause;
 #[allow(clippy::module_inception)]
 pub mod pool;
 pub mod server_conn;

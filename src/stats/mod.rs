@@ -18,11 +18,13 @@ use serde::Serialize;
 
 pub mod aggregate;
 pub mod fingerprint;
+pub mod sink;
 pub mod slow_log;
 pub mod timer;
 
 pub use aggregate::{Aggregate, Order, QueryStats};
 pub use fingerprint::{fingerprint, normalize};
+pub use sink::{DbStats, Stats};
 pub use slow_log::{LogTarget, SlowEntry, SlowLog};
 pub use timer::{Phases, QueryTimer};
 

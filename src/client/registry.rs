@@ -1,0 +1,217 @@
+//! The list of logged-in clients, for `SHOW CLIENTS` and `KILL`: who each is, what it is
+//! doing, and a token that ends it.
+//!
+//! It owns the entries; it does not decide states (the session sets its own, with one relaxed
+//! store per change) nor count clients for `max_client_conn` (`Shared::clients` does, from
+//! before login).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+/// What a client is doing, in PgBouncer's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Connected, with no server and no request waiting for one.
+    Idle = 0,
+    /// A request waits for a server connection.
+    Waiting = 1,
+    /// Holds a server connection.
+    Active = 2,
+}
+
+impl ClientState {
+    /// The `state` column of `SHOW CLIENTS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Active => "active",
+        }
+    }
+
+    fn from_u8(v: u8) -> ClientState {
+        match v {
+            1 => ClientState::Waiting,
+            2 => ClientState::Active,
+            _ => ClientState::Idle,
+        }
+    }
+}
+
+/// One logged-in client. Fixed at login except for the atomics.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// Unique for the life of the proxy (the `ptr` column).
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local_addr: Option<SocketAddr>,
+    pub connect_time: SystemTime,
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    /// The BackendKeyData process id the proxy gave it.
+    pub process_id: i32,
+    /// A console session rather than a pooled one.
+    pub admin: bool,
+    state: AtomicU8,
+    /// Microseconds since the Unix epoch at the start of its latest request; 0 before any.
+    request_at_us: AtomicU64,
+    /// The server connection id it holds (0 when none), for `SHOW SERVERS`' `link`.
+    server_id: AtomicU64,
+    /// Cancelled by `KILL`: the session ends at once with `57P01`.
+    pub kill: CancellationToken,
+}
+
+/// What [`ClientRegistry::register`] needs to know about a client.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub addr: SocketAddr,
+    pub local_addr: Option<SocketAddr>,
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    pub process_id: i32,
+    pub admin: bool,
+}
+
+impl ClientEntry {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, s: ClientState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// A request started (`at` is the wall clock then).
+    pub fn request_started(&self, at: SystemTime) {
+        let us = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.request_at_us.store(us, Ordering::Relaxed);
+    }
+
+    /// The start of its latest request, if it made one.
+    pub fn request_time(&self) -> Option<SystemTime> {
+        match self.request_at_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(UNIX_EPOCH + std::time::Duration::from_micros(us)),
+        }
+    }
+
+    pub fn set_server(&self, id: Option<u64>) {
+        self.server_id.store(id.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The id of the server connection it holds.
+    pub fn server(&self) -> Option<u64> {
+        match self.server_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+}
+
+/// Every logged-in client of one proxy.
+#[derive(Default)]
+pub struct ClientRegistry {
+    map: DashMap<u64, Arc<ClientEntry>>,
+    next_id: AtomicU64,
+}
+
+/// Keeps a client listed; unlists it on drop.
+pub struct Registered<'a> {
+    registry: &'a ClientRegistry,
+    pub entry: Arc<ClientEntry>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.map.remove(&self.entry.id);
+    }
+}
+
+impl ClientRegistry {
+    /// Lists a client until the returned guard drops.
+    pub fn register(&self, c: NewClient) -> Registered<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(ClientEntry {
+            id,
+            addr: c.addr,
+            local_addr: c.local_addr,
+            connect_time: SystemTime::now(),
+            user: c.user,
+            database: c.database,
+            application_name: c.application_name,
+            process_id: c.process_id,
+            admin: c.admin,
+            state: AtomicU8::new(ClientState::Idle as u8),
+            request_at_us: AtomicU64::new(0),
+            server_id: AtomicU64::new(0),
+            kill: CancellationToken::new(),
+        });
+        self.map.insert(id, Arc::clone(&entry));
+        Registered {
+            registry: self,
+            entry,
+        }
+    }
+
+    /// Every listed client, oldest first.
+    pub fn all(&self) -> Vec<Arc<ClientEntry>> {
+        let mut v: Vec<_> = self.map.iter().map(|e| Arc::clone(e.value())).collect();
+        v.sort_by_key(|e| e.id);
+        v
+    }
+
+    /// Ends every pooled (non-admin) client of `database`; returns how many.
+    pub fn kill_database(&self, database: &str) -> usize {
+        let mut n = 0;
+        for e in self.map.iter() {
+            if !e.admin && e.database == database {
+                e.kill.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(db: &str, admin: bool) -> NewClient {
+        NewClient {
+            addr: "127.0.0.1:5000".parse().expect("addr"),
+            local_addr: None,
+            user: "app".into(),
+            database: db.into(),
+            application_name: "psql".into(),
+            process_id: 7,
+            admin,
+        }
+    }
+
+    #[test]
+    fn entries_list_until_dropped_and_kill_targets_one_database() {
+        let r = ClientRegistry::default();
+        let a = r.register(client("appdb", false));
+        let b = r.register(client("other", false));
+        let c = r.register(client("appdb", true));
+        assert_eq!(r.all().len(), 3);
+        a.entry.set_state(ClientState::Active);
+        assert_eq!(r.all()[0].state(), ClientState::Active);
+        assert_eq!(r.kill_database("appdb"), 1);
+        assert!(a.entry.kill.is_cancelled());
+        assert!(!b.entry.kill.is_cancelled() && !c.entry.kill.is_cancelled());
+        drop(a);
+        assert_eq!(r.all().iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}
