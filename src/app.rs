@@ -144,6 +144,8 @@ impl Proxy {
         shared.shutdown.tasks.close();
         shared.shutdown.tasks.wait().await;
         shared.pools.close_all();
+        // The slow queries of the last moments reach the log.
+        shared.stats.close().await;
         maintain.abort();
         if let Some(m) = metrics {
             m.abort();
@@ -175,16 +177,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 /// Keys that are accepted (so configs written for later versions validate) but do nothing
 /// yet: say so once at start rather than let an operator believe they are in force.
 fn warn_not_yet_implemented(config: &Config) {
-    if config.slow_query != crate::config::SlowQueryConfig::default()
-        || config
-            .databases
-            .iter()
-            .any(|d| d.slow_query_threshold_ms.is_some())
-    {
-        tracing::warn!(
-            "[slow_query] is set, but per-query timing and the slow-query log are not wired in yet"
-        );
-    }
     if !config.server.admin_users.is_empty() {
         tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
     }

@@ -43,6 +43,22 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// The class of a FATAL the session ends a client with, from its SQLSTATE (those errors
+    /// are built where only the code is at hand).
+    pub fn of_fatal(code: SqlState) -> ErrorKind {
+        use crate::protocol::sqlstate as s;
+        match code {
+            c if c == s::ADMIN_SHUTDOWN => ErrorKind::Shutdown,
+            c if c == s::CONNECTION_FAILURE => ErrorKind::Server,
+            c if c == s::PROTOCOL_VIOLATION => ErrorKind::Protocol,
+            c if c == s::IDLE_IN_TRANSACTION_TIMEOUT => ErrorKind::Client,
+            c if c == s::INTERNAL_ERROR => ErrorKind::Internal,
+            _ => ErrorKind::Config,
+        }
+    }
+}
+
 /// An error that can be reported to the client as an `ErrorResponse`.
 pub trait ClientFacing: std::error::Error {
     /// The SQLSTATE the client receives.

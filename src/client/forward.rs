@@ -172,6 +172,7 @@ impl Session<'_> {
                 continue;
             } else {
                 self.tracker.flushed();
+                self.timing.flushed();
                 break;
             };
             let n = match conn.stream.try_write(buf) {
@@ -430,6 +431,10 @@ impl Session<'_> {
                 self.apply_head(verdict);
                 continue;
             } else {
+                // Everything up to the last ReadyForQuery scanned has reached the client.
+                if self.timing.has_answered() {
+                    self.finish_answered();
+                }
                 self.wire.replies.take_ready(&mut self.wire.client_out);
                 if !self.wire.client_out.is_empty() {
                     continue;
@@ -441,9 +446,14 @@ impl Session<'_> {
             };
             let n = match self.client.try_write(buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.timing.client_blocked();
+                    return Ok(());
+                }
                 Err(_) => return Err(Exit::ClientGone),
             };
+            self.timing.client_wrote();
+            self.db_stats.add_sent(n);
             self.wire.replied = true;
             if self.to_client > 0 {
                 conn.read_buf.advance(n);
@@ -465,6 +475,8 @@ impl Session<'_> {
         // Through the guard once, so the fields can be borrowed apart.
         let conn: &mut crate::pool::ServerConn = conn;
         let tracker = &mut self.tracker;
+        let timing = &mut self.timing;
+        let db_stats = &self.db_stats;
         let params = &mut self.params;
         let ask = &mut self.ask;
         let applied = &mut conn.applied;
@@ -487,7 +499,8 @@ impl Session<'_> {
         let scanned = self.sscan.scan(
             &conn.read_buf,
             SERVER_MAX_MESSAGE,
-            server_needs_body,
+            // CommandComplete too: its tag holds the row count the query timing records.
+            |tag| tag == b'C' || server_needs_body(tag),
             |tag, body| {
                 // A server going away (FATAL) is looked at before anything counts it.
                 if tag == b'E'
@@ -509,6 +522,9 @@ impl Session<'_> {
                     .replies
                     .server_message(tag, body, &mut w.client_out, &mut w.events);
                 tracker.server_message(tag, body);
+                if let Some(xact) = timing.server_message(tag, body, replaying) {
+                    db_stats.xact_done(xact);
+                }
                 if tag == b'S'
                     && let Some((name, value)) = body.and_then(parse::parameter_status)
                     && params.observe_reported(name, value)
@@ -658,6 +674,7 @@ impl Session<'_> {
         self.cbuf.unsplit(rest);
         self.scanned += len;
         self.wire.retry = Retry::Retried;
+        self.timing.retrying();
     }
 
     /// The replica serving a read died (FATAL, or the socket failed) before any of its reply

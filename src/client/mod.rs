@@ -8,11 +8,13 @@ mod handshake;
 pub mod login;
 pub mod params;
 pub mod probe;
+mod record;
 pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod session;
 mod session_state;
+mod timing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ impl Drop for ClientSlot<'_> {
 }
 
 async fn send_fatal(stream: &mut TcpStream, err: &(dyn ClientFacing + Sync)) {
+    crate::metrics::count_error(err.kind());
     let mut out = BytesMut::new();
     encode::error(
         &mut out,
@@ -163,6 +166,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         rollback_timeout: Duration::from_millis(pool_cfg.server_rollback_timeout_ms),
         max_prepared: pool_cfg.max_prepared_statements,
         statements: Default::default(),
+        timing: Default::default(),
         wire: Default::default(),
         ask: Default::default(),
         pinned: None,

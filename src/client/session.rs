@@ -104,6 +104,8 @@ pub struct Session<'a> {
     pub max_prepared: usize,
     /// This client's named prepared statements.
     pub statements: ClientStatements,
+    /// The requests in flight, timed (see [`super::timing`]).
+    pub timing: super::timing::Timing,
     /// What sits between the two sockets while attached: see [`super::forward`].
     pub wire: Wire,
     /// What this client's statements since the last check may have changed in the server
@@ -171,6 +173,7 @@ impl Session<'_> {
         }
         if let Exit::Fatal(code, msg) = exit {
             tracing::debug!(code = code.code(), %msg, "ending client");
+            crate::metrics::count_error(crate::error::ErrorKind::of_fatal(code));
             let mut out = BytesMut::new();
             encode::error(&mut out, Severity::Fatal, code, &msg);
             let _ = self.client.write_all(&out).await;
@@ -197,15 +200,31 @@ impl Session<'_> {
     /// Scans newly read client bytes, counting what they owe; stops before a Terminate.
     fn scan_client(&mut self) -> Result<(), Exit> {
         let tracker = &mut self.tracker;
+        let timing = &mut self.timing;
+        let statements = &self.statements;
+        let timed = self.shared.stats.enabled();
+        let attached = self.server.is_some();
+        // One clock read serves every request completed by these bytes.
+        let mut now = None;
         let n = self
             .cscan
             .scan(
                 &self.cbuf[self.scanned..],
                 self.max_message,
                 client_needs_body,
-                |tag, _| match tracker.client_message(tag) {
-                    ClientEvent::Forward => Flow::Continue,
-                    ClientEvent::Terminate => Flow::StopBefore,
+                |tag, body| {
+                    let owed = tracker.owed();
+                    match tracker.client_message(tag) {
+                        ClientEvent::Forward => {
+                            if timed {
+                                let owes = tracker.owed() > owed;
+                                let text = |name: &[u8]| statements.get(name).map(|s| s.text());
+                                timing.client_message(tag, body, owes, attached, text, &mut now);
+                            }
+                            Flow::Continue
+                        }
+                        ClientEvent::Terminate => Flow::StopBefore,
+                    }
                 },
             )
             .map_err(|e| Exit::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
@@ -218,6 +237,7 @@ impl Session<'_> {
         if self.entry.state() != ClientState::Idle {
             self.entry.set_state(ClientState::Idle);
             self.entry.set_server(None);
+            self.timing.shrink();
         }
         if self.terminate_pending() {
             return Err(Exit::ClientGone);
@@ -240,7 +260,10 @@ impl Session<'_> {
         };
         match read {
             Ok(0) | Err(_) => Err(Exit::ClientGone),
-            Ok(_) => self.scan_client(),
+            Ok(n) => {
+                self.db_stats.add_received(n);
+                self.scan_client()
+            }
         }
     }
 
@@ -322,6 +345,8 @@ impl Session<'_> {
         for _ in 0..syncs {
             self.tracker.server_message(b'Z', Some(b"I"));
         }
+        // Answered without a server: nothing to time.
+        self.timing.clear();
         self.cbuf.advance(self.scanned);
         self.scanned = 0;
         Some(out)
@@ -391,7 +416,9 @@ impl Session<'_> {
         };
         // Pool wait, retries on other members included: every pool of the database shares
         // this histogram (its label is the database), resolved once by the pool.
-        self.pool.wait_seconds().record(started.elapsed());
+        let got = Instant::now();
+        self.pool.wait_seconds().record(got - started);
+        self.timing.checked_out(got);
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
             match relay::replay(&mut conn, &sql).await {
                 Ok(()) => conn.applied = self.params.desired().to_vec(),
@@ -476,6 +503,8 @@ impl Session<'_> {
         }
         // Each request (Query, or batch up to Sync) gets its own error, as the server would
         // have answered each; a lone Flush gets just the error.
+        crate::metrics::count_error(err.kind());
+        self.record_refused(err.sqlstate());
         let mut out = BytesMut::new();
         let msg = err.client_message();
         for _ in 0..self.tracker.owed().max(1) {
@@ -576,7 +605,7 @@ impl Session<'_> {
         }
         match self.client.try_read_buf(&mut self.cbuf) {
             Ok(0) => return Err(Exit::ClientGone),
-            Ok(_) => {}
+            Ok(n) => self.db_stats.add_received(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(Exit::ClientGone),
         }

@@ -39,6 +39,12 @@ pub fn pool_wait_histogram(database: &str) -> ::metrics::Histogram {
     ::metrics::histogram!(names::POOL_WAIT_SECONDS, "database" => database.to_owned())
 }
 
+/// Counts one error the proxy originated in `lagoon_errors_total{kind}`. Errors are rare
+/// enough for a registry lookup each.
+pub fn count_error(kind: crate::error::ErrorKind) {
+    ::metrics::counter!(names::ERRORS_TOTAL, "kind" => kind.as_str()).increment(1);
+}
+
 /// The endpoint, bound and with the recorder installed, not yet serving.
 pub struct MetricsEndpoint {
     listener: TcpListener,

@@ -36,6 +36,16 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// Its query text (the body up to the first NUL), sharing the body's memory.
+    pub fn text(&self) -> Bytes {
+        let end = self
+            .body
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.body.len());
+        self.body.slice(..end)
+    }
+
     pub fn id(&self) -> u64 {
         self.id.load(Ordering::Acquire)
     }

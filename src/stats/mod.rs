@@ -54,7 +54,8 @@ pub struct QueryRecord<'a> {
     pub user: &'a str,
     pub application_name: &'a str,
     pub route: Route,
-    /// The member that ran it, as named in the config (its host:port).
+    /// The member that ran it: `primary`, `replica1`, ... (as in metric labels and `SHOW
+    /// REPLICAS`); empty when no server could be had.
     pub member: &'a str,
     /// The first statement text as sent (simple Query text, or the first Parse's query):
     /// may be non-UTF-8, holds the literals. Only fingerprinted and normalized; written out

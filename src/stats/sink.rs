@@ -223,7 +223,11 @@ impl Stats {
 
     /// Every database's figures, by name.
     pub fn databases(&self) -> Vec<Arc<DbStats>> {
-        let mut v: Vec<_> = self.databases.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut v: Vec<_> = self
+            .databases
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
         v.sort_by(|a, b| a.database.cmp(&b.database));
         v
     }

@@ -123,6 +123,19 @@ impl QueryTimer {
         self.done = Some(at);
     }
 
+    /// When the request was complete.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    pub fn has_checked_out(&self) -> bool {
+        self.checked_out.is_some()
+    }
+
+    pub fn has_written(&self) -> bool {
+        self.written.is_some()
+    }
+
     /// The relay spent `d` blocked writing replies to the client.
     pub fn add_client_blocked(&mut self, d: Duration) {
         self.client_blocked = self.client_blocked.saturating_add(d);

@@ -164,6 +164,23 @@ async fn scrape_after_queries_has_the_series_labels_and_buckets() {
         !body.contains("lagoon_pool_wait_seconds{"),
         "no summary quantiles: {body}"
     );
+    // Every query timed: counted by route, a duration histogram with the same buckets.
+    let route = "database=\"lagoon_test\",route=\"primary\"";
+    let queries = must(&body, &format!("lagoon_queries_total{{{route}}}"));
+    assert!(queries >= 6.0, "6 queries at least, got {queries}");
+    assert!(body.contains("# TYPE lagoon_query_duration_seconds histogram"));
+    for le in ["0.0005", "0.5", "30", "+Inf"] {
+        must(
+            &body,
+            &format!("lagoon_query_duration_seconds_bucket{{{route},le=\"{le}\"}}"),
+        );
+    }
+    let timed = must(
+        &body,
+        &format!("lagoon_query_duration_seconds_count{{{route}}}"),
+    );
+    assert!(timed >= 6.0, "6 timed queries at least, got {timed}");
+    must(&body, &format!("lagoon_slow_queries_total{{{db}}}"));
     // No user names, SQL or addresses in labels.
     assert!(!body.contains(SCRAM_USER.0), "user name in a label: {body}");
     assert!(!body.contains("SELECT"), "SQL in a label: {body}");

@@ -1,0 +1,106 @@
+//! Hands the session's finished requests (see [`super::timing`]) to `stats::Stats`, with
+//! the context a record needs: database, user, application_name, where it ran.
+//!
+//! It owns building the borrowed `QueryRecord`; it neither times (`timing`) nor keeps
+//! figures (`stats`).
+
+use std::time::{Instant, SystemTime};
+
+use super::session::Session;
+use super::timing::Pending;
+use crate::protocol::sqlstate::SqlState;
+use crate::stats::{QueryRecord, Route, Stats};
+
+/// What every record of one batch of finished entries shares.
+struct Context<'a> {
+    stats: &'a Stats,
+    db: &'a crate::stats::DbStats,
+    user: &'a str,
+    application_name: &'a str,
+    std_strings: bool,
+    route: Route,
+    member: &'a str,
+    at: SystemTime,
+}
+
+impl Context<'_> {
+    fn record(&self, p: &Pending, sqlstate: Option<[u8; 5]>) {
+        if !p.executes {
+            return;
+        }
+        let phases = p.timer.phases();
+        self.stats.finish(
+            self.db,
+            &QueryRecord {
+                database: &self.db.database,
+                user: self.user,
+                application_name: self.application_name,
+                route: self.route,
+                member: self.member,
+                sql: &p.sql,
+                std_strings: self.std_strings,
+                pool_wait: phases.pool_wait,
+                server: phases.server,
+                client: phases.client,
+                total: phases.total,
+                rows: p.rows,
+                sqlstate: sqlstate.or(p.sqlstate),
+                at: self.at,
+            },
+        );
+    }
+}
+
+impl Session<'_> {
+    /// Records the requests whose replies have all reached the client.
+    pub(super) fn finish_answered(&mut self) {
+        let now = Instant::now();
+        let (route, member) = match self.server.as_ref() {
+            Some(conn) => {
+                let member = conn.pool().member.as_str();
+                let route = if member == "primary" {
+                    Route::Primary
+                } else {
+                    Route::Replica
+                };
+                (route, member)
+            }
+            None => (Route::Primary, ""),
+        };
+        let ctx = Context {
+            stats: &self.shared.stats,
+            db: &self.db_stats,
+            user: &self.pool.user,
+            application_name: self.params.get("application_name").unwrap_or_default(),
+            std_strings: self.params.standard_strings(),
+            route,
+            member,
+            at: SystemTime::now(),
+        };
+        for p in self.timing.take_answered(now) {
+            ctx.record(&p, None);
+        }
+    }
+
+    /// Records every request in flight as failed with `code`: the proxy answered them itself
+    /// (no server could be had). Their time is all pool wait.
+    pub(super) fn record_refused(&mut self, code: SqlState) {
+        if self.timing.is_empty() {
+            return;
+        }
+        let ctx = Context {
+            stats: &self.shared.stats,
+            db: &self.db_stats,
+            user: &self.pool.user,
+            application_name: self.params.get("application_name").unwrap_or_default(),
+            std_strings: self.params.standard_strings(),
+            route: Route::Primary,
+            member: "",
+            at: SystemTime::now(),
+        };
+        let sqlstate = <[u8; 5]>::try_from(code.code().as_bytes()).ok();
+        for p in self.timing.take_all(Instant::now()) {
+            ctx.record(&p, sqlstate);
+        }
+    }
+}
