@@ -108,5 +108,63 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// What the session adds to one simple query, end to end: the timer's marks (clock reads
+/// included), the text copy, then `Stats::finish` with the Prometheus recorder installed
+/// (fingerprint, table, totals, the query counter and histogram). Compare with the figure a
+/// pgbench run gives per query: the issue's budget is under 1 µs.
+fn per_query(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _in_rt = rt.enter();
+    lagoon::metrics::recorder::install().expect("recorder");
+    let config = lagoon::config::parse(
+        "[[users]]\nname = \"app\"\npassword = \"pw\"\n[[databases]]\nname = \"appdb\"\n\
+         primary = \"postgres://127.0.0.1:5432/appdb\"\n",
+    )
+    .expect("config");
+    let stats = lagoon::stats::Stats::new(&config);
+    let db = stats.database("appdb");
+    let texts: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let mut q = orm_select(i);
+            q.push(0);
+            q
+        })
+        .collect();
+    let mut timing = lagoon::client::timing::Timing::default();
+    let mut i = 0;
+    let mut g = c.benchmark_group("stats");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("per_query_session_path", |b| {
+        b.iter(|| {
+            i = (i + 1) % texts.len();
+            let mut now = None;
+            timing.client_message(b'Q', Some(&texts[i]), true, true, |_| None, &mut now);
+            timing.flushed();
+            timing.server_message(b'C', Some(b"SELECT 20\0"), false);
+            if let Some(x) = timing.server_message(b'Z', Some(b"I"), false) {
+                db.xact_done(x);
+            }
+            let at = SystemTime::now();
+            for p in timing.take_answered(std::time::Instant::now()) {
+                let ph = p.timer.phases();
+                let mut rec = record(&p.sql);
+                rec.route = Route::Primary;
+                rec.member = "primary";
+                rec.pool_wait = ph.pool_wait;
+                rec.server = ph.server;
+                rec.client = ph.client;
+                rec.total = ph.total;
+                rec.rows = p.rows;
+                rec.at = at;
+                black_box(stats.finish(&db, &rec));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, per_query);
 criterion_main!(benches);

@@ -14,7 +14,7 @@ pub mod relay;
 pub mod route;
 pub mod session;
 mod session_state;
-mod timing;
+pub mod timing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
