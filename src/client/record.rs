@@ -20,7 +20,6 @@ struct Context<'a> {
     std_strings: bool,
     route: Route,
     member: &'a str,
-    at: SystemTime,
 }
 
 impl Context<'_> {
@@ -29,6 +28,12 @@ impl Context<'_> {
             return;
         }
         let phases = p.timer.phases();
+        // Only a slow query's log line shows the wall clock: no clock read for the others.
+        let at = if phases.total >= self.db.threshold() {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
         self.stats.finish(
             self.db,
             &QueryRecord {
@@ -45,7 +50,7 @@ impl Context<'_> {
                 total: phases.total,
                 rows: p.rows,
                 sqlstate: sqlstate.or(p.sqlstate),
-                at: self.at,
+                at,
             },
         );
     }
@@ -75,7 +80,6 @@ impl Session<'_> {
             std_strings: self.params.standard_strings(),
             route,
             member,
-            at: SystemTime::now(),
         };
         for p in self.timing.take_answered(now) {
             ctx.record(&p, None);
@@ -96,7 +100,6 @@ impl Session<'_> {
             std_strings: self.params.standard_strings(),
             route: Route::Primary,
             member: "",
-            at: SystemTime::now(),
         };
         let sqlstate = <[u8; 5]>::try_from(code.code().as_bytes()).ok();
         for p in self.timing.take_all(Instant::now()) {

@@ -73,7 +73,8 @@ pub struct QueryRecord<'a> {
     pub rows: u64,
     /// The SQLSTATE of the ErrorResponse that ended it, if one did.
     pub sqlstate: Option<[u8; 5]>,
-    /// Wall-clock time it completed, for log lines.
+    /// Wall-clock time it completed, for log lines (the session reads the clock only for a
+    /// query that reached its threshold).
     pub at: SystemTime,
 }
 
