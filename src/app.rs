@@ -49,6 +49,8 @@ pub struct Shared {
     pub pauses: crate::pool::pause::Pauses,
     /// The file the config came from, for reloads (unset when started from a value).
     pub config_path: OnceLock<std::path::PathBuf>,
+    /// When this proxy was built: `SHOW STATS` rates are per second since then.
+    pub started: std::time::Instant,
 }
 
 /// Statement shapes the classifier remembers (a few MiB at most).
@@ -68,6 +70,7 @@ impl Shared {
             client_registry: Default::default(),
             pauses: Default::default(),
             config_path: OnceLock::new(),
+            started: std::time::Instant::now(),
             classifier,
             health,
             config: ArcSwap::from_pointee(config),
@@ -184,9 +187,6 @@ fn warn_not_yet_implemented(config: &Config) {
         tracing::warn!(
             "[slow_query] is set, but per-query timing and the slow-query log are not wired in yet"
         );
-    }
-    if !config.server.admin_users.is_empty() {
-        tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
     }
 }
 
