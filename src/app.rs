@@ -49,6 +49,8 @@ pub struct Shared {
     pub pauses: crate::pool::pause::Pauses,
     /// The file the config came from, for reloads (unset when started from a value).
     pub config_path: OnceLock<std::path::PathBuf>,
+    /// When this proxy was built: `SHOW STATS` rates are per second since then.
+    pub started: std::time::Instant,
 }
 
 /// Statement shapes the classifier remembers (a few MiB at most).
@@ -68,6 +70,7 @@ impl Shared {
             client_registry: Default::default(),
             pauses: Default::default(),
             config_path: OnceLock::new(),
+            started: std::time::Instant::now(),
             classifier,
             health,
             config: ArcSwap::from_pointee(config),
@@ -159,7 +162,6 @@ impl Proxy {
 /// Binds, serves, and handles signals: the binary's main job.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
-    warn_not_yet_implemented(&config);
     let proxy = Proxy::bind(config).await?;
     tracing::info!(listen = %proxy.local_addr()?, "lagoon listening");
     if let Some(addr) = proxy.metrics_addr() {
@@ -172,14 +174,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     proxy.run().await;
     signals.abort();
     Ok(())
-}
-
-/// Keys that are accepted (so configs written for later versions validate) but do nothing
-/// yet: say so once at start rather than let an operator believe they are in force.
-fn warn_not_yet_implemented(config: &Config) {
-    if !config.server.admin_users.is_empty() {
-        tracing::warn!("server.admin_users is set, but the admin console is not implemented yet");
-    }
 }
 
 /// Starts the health monitor of every database with replicas. A database whose members the

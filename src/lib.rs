@@ -18,6 +18,8 @@
 //!                           (`sql::effects` says), ask the server; settings follow the client,
 //!                           session-only state pins it
 //!   -> server socket        pool::connect: TCP + startup + auth
+//! admin: the console (SHOW POOLS, PAUSE, RELOAD, ...), reached by connecting to
+//! server.admin_database; served in-process, never through a pool.
 //! side tasks: pool::maintain (idle reaping, min_idle, lifetime), health::Monitor (probes
 //! every member: up/down, replay LSN, lag, RTT), metrics (/metrics, /healthz, /readyz on
 //! server.metrics_listen), cancel (CancelRequest forwarding), shutdown (SIGTERM drain,
@@ -31,6 +33,7 @@
 //! `app::Shared` is built once and handed down, so one test process can
 //! run several proxies.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cancel;

@@ -31,8 +31,8 @@ pub enum LoginError {
     Auth(#[from] AuthError),
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
-    #[error("the admin console (database \"{0}\") is not available in this version of Lagoon")]
-    AdminUnavailable(String),
+    #[error("user \"{0}\" is not allowed to use the admin console (server.admin_users)")]
+    NotAdmin(String),
     #[error("replication connections are not supported through Lagoon")]
     Replication,
     #[error("invalid options in startup packet: {0}")]
@@ -53,9 +53,8 @@ impl ClientFacing for LoginError {
             LoginError::NoUser => sqlstate::INVALID_AUTHORIZATION,
             LoginError::Auth(e) => e.sqlstate(),
             LoginError::UnknownDatabase(_) => sqlstate::INVALID_CATALOG_NAME,
-            LoginError::AdminUnavailable(_) | LoginError::Replication => {
-                sqlstate::FEATURE_NOT_SUPPORTED
-            }
+            LoginError::NotAdmin(_) => sqlstate::INVALID_AUTHORIZATION,
+            LoginError::Replication => sqlstate::FEATURE_NOT_SUPPORTED,
             LoginError::Options(_) => sqlstate::PROTOCOL_VIOLATION,
             LoginError::Pool(e) => e.sqlstate(),
             LoginError::Setting(_) => sqlstate::INVALID_PARAMETER_VALUE,
@@ -65,8 +64,8 @@ impl ClientFacing for LoginError {
     fn kind(&self) -> ErrorKind {
         match self {
             LoginError::Auth(e) => e.kind(),
-            LoginError::NoUser => ErrorKind::Auth,
-            LoginError::UnknownDatabase(_) | LoginError::AdminUnavailable(_) => ErrorKind::Config,
+            LoginError::NoUser | LoginError::NotAdmin(_) => ErrorKind::Auth,
+            LoginError::UnknownDatabase(_) => ErrorKind::Config,
             LoginError::Replication | LoginError::Options(_) => ErrorKind::Protocol,
             LoginError::Pool(e) => e.kind(),
             LoginError::Setting(_) => ErrorKind::Config,
@@ -81,6 +80,22 @@ impl ClientFacing for LoginError {
             other => other.to_string(),
         }
     }
+}
+
+/// Where a logged-in client goes next.
+pub enum Login {
+    /// The pooling loop.
+    Pooled(LoggedIn),
+    /// The admin console (database `server.admin_database`, a user in `server.admin_users`).
+    Admin(AdminLogin),
+}
+
+/// An admin console client, told it is logged in (burst and ReadyForQuery sent).
+pub struct AdminLogin {
+    pub user: String,
+    /// `server.admin_database` as the client spelled it.
+    pub database: String,
+    pub application_name: String,
 }
 
 /// A logged-in client, ready for the pooling loop.
@@ -108,7 +123,7 @@ pub async fn login(
     msg: &StartupMessage,
     shared: &Shared,
     key: (i32, i32),
-) -> Result<LoggedIn, LoginError> {
+) -> Result<Login, LoginError> {
     let config = shared.config.load_full();
     let mut out = BytesMut::new();
 
@@ -196,7 +211,17 @@ pub async fn login(
     };
 
     if db_name == config.server.admin_database {
-        return Err(LoginError::AdminUnavailable(db_name.to_owned()));
+        if !config.server.admin_users.iter().any(|a| a == user_name) {
+            return Err(LoginError::NotAdmin(user_name.to_owned()));
+        }
+        let application_name = msg.get("application_name").unwrap_or_default();
+        crate::admin::login_burst(&mut out, user_name, application_name, key);
+        stream.write_all(&out).await?;
+        return Ok(Login::Admin(AdminLogin {
+            user: user_name.to_owned(),
+            database: db_name.to_owned(),
+            application_name: application_name.to_owned(),
+        }));
     }
     let db = config
         .database(db_name)
@@ -206,7 +231,7 @@ pub async fn login(
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 
     let mut params = SessionParams::from_startup(&msg.params, options);
-    let server_params = learn_server_view(&pool, &params).await?;
+    let server_params = learn_server_view(&pool, &params, &shared.pauses).await?;
     // Kept as the server spells them, as the settings read back from servers are.
     params.normalize(|k, v| pool.normalized(k, v));
     for (name, value) in server_params.iter() {
@@ -223,12 +248,12 @@ pub async fn login(
     encode::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
 
-    Ok(LoggedIn {
+    Ok(Login::Pooled(LoggedIn {
         cluster,
         params,
         session_mode,
         config,
-    })
+    }))
 }
 
 /// The server's ParameterStatus values for this pool, after making sure the pool knows how the
@@ -240,6 +265,7 @@ pub async fn login(
 async fn learn_server_view(
     pool: &Arc<Pool>,
     params: &SessionParams,
+    pauses: &crate::pool::pause::Pauses,
 ) -> Result<Arc<crate::pool::pool::ServerParams>, LoginError> {
     if let Some(sp) = pool.server_params() {
         let known = params.desired().iter().all(|(k, v)| {
@@ -249,6 +275,9 @@ async fn learn_server_view(
             return Ok(sp);
         }
     }
+    // A paused database (PAUSE, KILL) opens no server connection, not even for a login: the
+    // DBA may be restarting it. The login timeout bounds the wait.
+    pauses.wait_resumed(&pool.database).await;
     let deadline = Instant::now() + pool.settings().checkout_timeout;
     let mut conn = pool.checkout(deadline).await?;
     if let Some(sql) = params.full_sql(&conn.applied) {

@@ -112,7 +112,20 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     )
     .await;
     let logged = match login {
-        Ok(Ok(l)) => l,
+        Ok(Ok(login::Login::Pooled(l))) => l,
+        Ok(Ok(login::Login::Admin(admin))) => {
+            let listed = shared.client_registry.register(registry::NewClient {
+                addr: peer,
+                local_addr: stream.local_addr().ok(),
+                user: admin.user,
+                database: admin.database,
+                application_name: admin.application_name,
+                process_id: reg.process_id,
+                admin: true,
+            });
+            crate::admin::serve(&shared, stream, buf, Arc::clone(&listed.entry)).await;
+            return;
+        }
         Ok(Err(e)) => {
             tracing::info!(%peer, user = msg.get("user").unwrap_or(""), error = %e, "login failed");
             send_fatal(&mut stream, &e).await;

@@ -357,6 +357,8 @@ impl Session<'_> {
     async fn attach(&mut self) -> Result<(), Exit> {
         let started = Instant::now();
         self.entry.set_state(ClientState::Waiting);
+        // SHOW CLIENTS' request_time: the latest request that needed a server.
+        self.entry.request_started(std::time::SystemTime::now());
         if self.shared.pauses.is_paused(&self.pool.database) {
             // PAUSE: the request waits for RESUME; its checkout deadline starts after.
             tokio::select! {

@@ -19,6 +19,11 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+/// The keys serde reads for a section, for tests elsewhere that must cover every key (the
+/// admin console's `SHOW CONFIG`).
+#[cfg(test)]
+pub(crate) use document::field_names;
+
 use std::path::Path;
 
 pub use model::{

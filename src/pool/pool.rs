@@ -35,6 +35,11 @@ pub struct PoolSettings {
 /// ParameterStatus (name, value) pairs in the order the server sent them.
 pub type ServerParams = Vec<(String, String)>;
 
+/// Server connection ids, unique in the process (not per pool): `SHOW SERVERS`' `ptr` and the
+/// `link` of `SHOW CLIENTS` must name one connection, whichever member's pool it is in. A
+/// counter, not shared state: proxies in one process never look at each other's ids.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
 /// How long a pool refuses checkouts after a failed connect before trying again.
 const DOWN_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -100,6 +105,57 @@ struct State {
     next_waiter: u64,
     down: Option<Down>,
     closed: bool,
+    /// Connections lent to clients, by id: what `SHOW SERVERS` lists for them (the
+    /// connection itself is with its client).
+    lent: HashMap<u64, LentInfo>,
+}
+
+/// A lent connection as [`Pool::servers`] reports it.
+#[derive(Debug, Clone, Copy)]
+struct LentInfo {
+    created: Instant,
+    lent_at: Instant,
+    local_addr: Option<std::net::SocketAddr>,
+    remote_pid: i32,
+    prepared: usize,
+}
+
+/// What a server connection is doing, in PgBouncer's words (`SHOW SERVERS` `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Lent to a client.
+    Active,
+    /// In the pool, ready.
+    Idle,
+    /// Being opened (connect, startup, authentication).
+    Login,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Active => "active",
+            ServerState::Idle => "idle",
+            ServerState::Login => "login",
+        }
+    }
+}
+
+/// One server connection of a pool, for `SHOW SERVERS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The connection id (`ServerConn::id`); `None` while logging in.
+    pub id: Option<u64>,
+    pub state: ServerState,
+    /// When it was opened; `None` while logging in.
+    pub connect_time: Option<Instant>,
+    /// Active: when it was lent; idle: when it was last returned.
+    pub request_time: Option<Instant>,
+    pub local_addr: Option<std::net::SocketAddr>,
+    /// The server's backend process id (from its BackendKeyData).
+    pub remote_pid: i32,
+    /// Statements prepared on it (at lending time, for an active one).
+    pub prepared: usize,
 }
 
 /// Counters readable without the lock (for SHOW POOLS and the metrics endpoint).
@@ -128,7 +184,6 @@ pub struct Pool {
     /// (lower-case setting, value as a client wrote it) -> the server's spelling of it, learnt
     /// from `set_config`'s result, so logins report settings as a direct connection would.
     normalized: Mutex<HashMap<(String, String), String>>,
-    next_conn_id: AtomicU64,
     pub counters: PoolCounters,
     /// Checkouts waiting for a connection this pool is opening for them (not queued in
     /// `waiters`): they wait too, and the metrics count them as waiting clients. Touched only on
@@ -192,7 +247,6 @@ impl Pool {
             state: Mutex::new(State::default()),
             server_params: ArcSwapOption::empty(),
             normalized: Mutex::new(HashMap::new()),
-            next_conn_id: AtomicU64::new(1),
             counters: PoolCounters::default(),
             connect_waiting: AtomicUsize::new(0),
             wait_seconds,
@@ -320,6 +374,14 @@ impl Pool {
             },
         };
         self.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        let lent = LentInfo {
+            created: conn.created,
+            lent_at: Instant::now(),
+            local_addr: conn.local_addr,
+            remote_pid: conn.cancel.process_id,
+            prepared: conn.statements.len(),
+        };
+        self.lock().lent.insert(conn.id, lent);
         Ok(PooledConn::new(conn, Arc::clone(self)))
     }
 
@@ -346,7 +408,9 @@ impl Pool {
                 }
                 self.lock().down = None;
                 let now = Instant::now();
+                let local_addr = login.stream.local_addr().ok();
                 Ok(ServerConn {
+                    local_addr,
                     stream: login.stream,
                     read_buf: login.read_buf,
                     created: now,
@@ -354,7 +418,7 @@ impl Pool {
                     applied: Vec::new(),
                     statements: Default::default(),
                     sql_prepared: Vec::new(),
-                    id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+                    id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
                     cancel: Arc::new(CancelTarget {
                         host: self.target.host.clone(),
                         port: self.target.port,
@@ -396,6 +460,7 @@ impl Pool {
         // Give an idle connection no buffer to hold on to.
         conn.read_buf = bytes::BytesMut::new();
         let mut st = self.lock();
+        st.lent.remove(&conn.id);
         if st.closed {
             st.total -= 1;
             return;
@@ -412,9 +477,11 @@ impl Pool {
 
     /// Closes a connection and, if clients are waiting, opens a replacement for them.
     pub(super) fn discard(self: &Arc<Self>, conn: ServerConn) {
+        let id = conn.id;
         drop(conn);
         let replace = {
             let mut st = self.lock();
+            st.lent.remove(&id);
             st.total -= 1;
             let replace = !st.closed && !st.waiters.is_empty() && st.total < self.settings.size;
             if replace {
@@ -495,6 +562,62 @@ impl Pool {
         for w in waiters {
             let _ = w.tx.send(Err(PoolError::Closed(self.database.clone())));
         }
+    }
+
+    /// Closes the idle connections now (`PAUSE`, `KILL`: so the server can be restarted under
+    /// paused clients); returns how many. Lent ones are untouched, and the pool stays open.
+    pub fn close_idle(&self) -> usize {
+        let idle = {
+            let mut st = self.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len();
+            idle
+        };
+        idle.len()
+    }
+
+    /// The server this pool connects to: (host, port).
+    pub fn server_addr(&self) -> (&str, u16) {
+        (&self.target.host, self.target.port)
+    }
+
+    /// Every connection of the pool, lent, idle or being opened (`SHOW SERVERS`), lent first
+    /// by id, then idle from the most recently used.
+    pub fn servers(&self) -> Vec<ServerInfo> {
+        let st = self.lock();
+        let mut out: Vec<ServerInfo> = st
+            .lent
+            .iter()
+            .map(|(&id, l)| ServerInfo {
+                id: Some(id),
+                state: ServerState::Active,
+                connect_time: Some(l.created),
+                request_time: Some(l.lent_at),
+                local_addr: l.local_addr,
+                remote_pid: l.remote_pid,
+                prepared: l.prepared,
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out.extend(st.idle.iter().rev().map(|c| ServerInfo {
+            id: Some(c.id),
+            state: ServerState::Idle,
+            connect_time: Some(c.created),
+            request_time: Some(c.last_used),
+            local_addr: c.local_addr,
+            remote_pid: c.cancel.process_id,
+            prepared: c.statements.len(),
+        }));
+        out.extend((0..st.connecting).map(|_| ServerInfo {
+            id: None,
+            state: ServerState::Login,
+            connect_time: None,
+            request_time: None,
+            local_addr: None,
+            remote_pid: 0,
+            prepared: 0,
+        }));
+        out
     }
 
     /// (idle, total, waiting) for observability.

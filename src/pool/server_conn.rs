@@ -23,8 +23,10 @@ pub struct ServerConn {
     pub statements: crate::prepared::ServerStatements,
     /// SQL-level prepared statements (`PREPARE`) the session holds: (name, PREPARE text).
     pub sql_prepared: Vec<(String, String)>,
-    /// Process-unique id, for logs.
+    /// Process-unique id, for logs and `SHOW SERVERS`.
     pub id: u64,
+    /// The proxy's end of the connection, read once at connect (`SHOW SERVERS`).
+    pub local_addr: Option<std::net::SocketAddr>,
     /// The server's BackendKeyData and address: where a client's CancelRequest goes while
     /// this connection runs its request.
     pub cancel: Arc<CancelTarget>,

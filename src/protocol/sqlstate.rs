@@ -45,3 +45,8 @@ pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
 pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
 /// A read-only server refused a write (a replica, or a READ ONLY transaction).
 pub const READ_ONLY_SQL_TRANSACTION: SqlState = SqlState("25006");
+/// An admin console command the console does not know, or with the wrong arguments.
+pub const SYNTAX_ERROR: SqlState = SqlState("42601");
+/// An admin command that cannot run now (`RELOAD` without a config file, a `PAUSE` whose
+/// servers did not become idle in time).
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");

@@ -1,6 +1,7 @@
 //! Integration tests: real Postgres (primary + 2 streaming replicas, started by the harness),
 //! Lagoon in-process, real clients (tokio-postgres, psql, pgbench).
 
+mod admin;
 mod auth;
 mod cancel;
 mod cli;

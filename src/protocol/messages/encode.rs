@@ -49,6 +49,35 @@ pub fn error(buf: &mut BytesMut, severity: Severity, code: SqlState, message: &s
     );
 }
 
+/// ErrorResponse (severity ERROR) with a DETAIL field: for an error whose causes are a list
+/// (every problem of a config that did not reload), one per line.
+pub fn error_with_detail(buf: &mut BytesMut, code: SqlState, message: &str, detail: &str) {
+    put(
+        buf,
+        &ErrorResponse::new(vec![
+            (b'S', "ERROR".to_owned()),
+            (b'V', "ERROR".to_owned()),
+            (b'C', code.code().to_owned()),
+            (b'M', message.to_owned()),
+            (b'D', detail.to_owned()),
+        ]),
+    );
+}
+
+/// NoticeResponse with severity NOTICE (SQLSTATE `00000`): information about a command that
+/// succeeded, e.g. what a reload changed.
+pub fn notice(buf: &mut BytesMut, message: &str) {
+    put(
+        buf,
+        &NoticeResponse::new(vec![
+            (b'S', "NOTICE".to_owned()),
+            (b'V', "NOTICE".to_owned()),
+            (b'C', "00000".to_owned()),
+            (b'M', message.to_owned()),
+        ]),
+    );
+}
+
 /// NoticeResponse with severity WARNING.
 pub fn warning(buf: &mut BytesMut, code: SqlState, message: &str) {
     put(
@@ -123,6 +152,76 @@ pub fn command_complete(buf: &mut BytesMut, tag: &str) {
     });
 }
 
+/// The type of a result column the proxy originates: how clients render it (psql aligns
+/// numbers right).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `text` (oid 25).
+    Text,
+    /// `int8` (oid 20).
+    Int8,
+}
+
+impl ColumnType {
+    fn oid_and_size(self) -> (u32, i16) {
+        match self {
+            ColumnType::Text => (25, -1),
+            ColumnType::Int8 => (20, 8),
+        }
+    }
+}
+
+/// RowDescription of a result the proxy computed itself: no table, text format.
+pub fn row_description<'a>(
+    buf: &mut BytesMut,
+    columns: impl ExactSizeIterator<Item = (&'a str, ColumnType)>,
+) {
+    let n = i16::try_from(columns.len()).unwrap_or(i16::MAX);
+    message(buf, b'T', |b| {
+        b.put_i16(n);
+        for (name, ty) in columns.take(n as usize) {
+            let (oid, size) = ty.oid_and_size();
+            put_cstr(b, name);
+            b.put_i32(0); // table oid
+            b.put_i16(0); // column number
+            b.put_u32(oid);
+            b.put_i16(size);
+            b.put_i32(-1); // type modifier
+            b.put_i16(0); // text format
+        }
+    });
+}
+
+/// DataRow of text values; `None` is NULL.
+pub fn data_row<'a>(buf: &mut BytesMut, values: impl ExactSizeIterator<Item = Option<&'a str>>) {
+    let n = i16::try_from(values.len()).unwrap_or(i16::MAX);
+    message(buf, b'D', |b| {
+        b.put_i16(n);
+        for v in values.take(n as usize) {
+            match v {
+                None => b.put_i32(-1),
+                Some(v) => {
+                    b.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                    b.put_slice(&v.as_bytes()[..v.len().min(i32::MAX as usize)]);
+                }
+            }
+        }
+    });
+}
+
+/// EmptyQueryResponse: the answer to a Query whose text holds no command.
+pub fn empty_query_response(buf: &mut BytesMut) {
+    message(buf, b'I', |_| {});
+}
+
+/// A C string; an interior NUL (impossible in text the proxy builds, but names may come from
+/// config) would end it early on the client's side, so it is cut there.
+fn put_cstr(buf: &mut BytesMut, s: &str) {
+    let s = s.split('\0').next().unwrap_or("");
+    buf.put_slice(s.as_bytes());
+    buf.put_u8(0);
+}
+
 /// A plain simple-protocol Query message, for statements the proxy itself sends to a server.
 pub fn query(buf: &mut BytesMut, sql: &str) {
     buf.put_u8(b'Q');
@@ -174,6 +273,39 @@ mod tests {
         close_complete(&mut b);
         command_complete(&mut b, "DEALLOCATE");
         assert_eq!(&b[..], b"1\0\0\0\x043\0\0\0\x04C\0\0\0\x0fDEALLOCATE\0");
+    }
+
+    #[test]
+    fn result_set_messages() {
+        let mut b = BytesMut::new();
+        row_description(
+            &mut b,
+            [("a", ColumnType::Text), ("n", ColumnType::Int8)].into_iter(),
+        );
+        let mut expect = vec![b'T', 0, 0, 0, 46, 0, 2];
+        expect.extend_from_slice(b"a\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0");
+        expect.extend_from_slice(b"n\0\0\0\0\0\0\0\0\0\0\x14\0\x08\xff\xff\xff\xff\0\0");
+        assert_eq!(&b[..], &expect[..]);
+        b.clear();
+        data_row(&mut b, [Some("xy"), None].into_iter());
+        assert_eq!(&b[..], b"D\0\0\0\x10\0\x02\0\0\0\x02xy\xff\xff\xff\xff");
+        b.clear();
+        empty_query_response(&mut b);
+        assert_eq!(&b[..], b"I\0\0\0\x04");
+    }
+
+    #[test]
+    fn notice_and_detailed_error_round_trip() {
+        let mut b = BytesMut::new();
+        error_with_detail(&mut b, sqlstate::CONFIG_FILE_ERROR, "bad", "one\ntwo");
+        assert_eq!(b[0], b'E');
+        let f = parse::error_fields(&b[5..]).unwrap();
+        assert_eq!((f.code, f.message), (Some("F0000"), Some("bad")));
+        assert!(b.windows(8).any(|w| w == b"Done\ntwo"));
+        b.clear();
+        notice(&mut b, "pool.size: 20 -> 5");
+        assert_eq!(b[0], b'N');
+        assert!(b.windows(5).any(|w| w == b"SNOTI"));
     }
 
     #[test]
