@@ -801,3 +801,97 @@ async fn show_servers_links_an_active_server_to_its_client() {
     assert_eq!(client["link"], server["ptr"]);
     in_txn.batch_execute("COMMIT").await.expect("commit");
 }
+
+/// The timing check through the console: a `pg_sleep(0.6)` among fast queries, with a
+/// 500 ms threshold, tops `SHOW QUERIES` by p99, is the one `SHOW SLOW` row, and counts in
+/// `SHOW STATS`.
+#[tokio::test]
+async fn show_queries_ranks_a_slow_fingerprint_first_and_show_slow_lists_it() {
+    let log = std::env::temp_dir().join(format!("lagoon-admin-slow-{}.jsonl", std::process::id()));
+    let proxy = start_proxy_with(&format!(
+        "{}\n[slow_query]\nthreshold_ms = 500\nlog = \"{}\"\n",
+        base_config("size = 2", ADMIN),
+        log.display()
+    ))
+    .await;
+    let client = proxy.connect().await;
+    for i in 0..10i32 {
+        client.query_one("SELECT $1::int * 2", &[&i]).await.unwrap();
+        client
+            .simple_query(&format!("SELECT {i}, 'x{i}'"))
+            .await
+            .unwrap();
+    }
+    client.simple_query("SELECT pg_sleep(0.6)").await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+
+    let slow = proxy.shared.stats.slow_log();
+    eventually(
+        "the slow query reaches the log",
+        Duration::from_secs(20),
+        || async { !slow.recent().is_empty() },
+    )
+    .await;
+    let queries = show(
+        &proxy,
+        "QUERIES",
+        &[
+            "fingerprint",
+            "query",
+            "calls",
+            "total_ms",
+            "mean_ms",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "max_ms",
+            "mean_pool_wait_ms",
+            "mean_server_ms",
+            "mean_client_ms",
+            "rows",
+            "errors",
+            "slow",
+        ],
+    )
+    .await;
+    let first = &queries.rows[0];
+    assert_eq!(first["query"], "SELECT pg_sleep($1)", "{:?}", queries.rows);
+    assert_eq!((int(first, "calls"), int(first, "slow")), (1, 1));
+    let p99: f64 = first["p99_ms"].parse().expect("p99_ms");
+    let server: f64 = first["mean_server_ms"].parse().expect("mean_server_ms");
+    assert!(p99 >= 600.0 && server >= 590.0, "{first:?}");
+    let fast = queries.one(&[("query", "SELECT $1, $2")]);
+    assert_eq!((int(fast, "calls"), int(fast, "slow")), (10, 0));
+    let extended = queries.one(&[("query", "SELECT $1::int * $2")]);
+    assert_eq!(int(extended, "calls"), 10);
+    let fast_p99: f64 = fast["p99_ms"].parse().expect("p99_ms");
+    assert!(fast_p99 < p99, "ranked by p99: {:?}", queries.rows);
+
+    let out = psql(&proxy, SCRAM_USER, "SHOW SLOW").await;
+    assert_success("SHOW SLOW", &out);
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "one slow query: {text}");
+    assert!(rows[0].contains("SELECT pg_sleep($1)"), "{text}");
+    assert!(rows[0].contains(&first["fingerprint"]), "{text}");
+    assert!(!rows[0].contains("0.6"), "no literal: {text}");
+
+    let out = psql(&proxy, SCRAM_USER, "SHOW STATS").await;
+    assert_success("SHOW STATS", &out);
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let header: Vec<&str> = text.lines().next().unwrap_or_default().split(SEP).collect();
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{DB}{SEP}")))
+        .unwrap_or_else(|| panic!("no {DB} row: {text}"))
+        .split(SEP)
+        .collect();
+    let col = |name: &str| -> i64 {
+        let i = header.iter().position(|h| *h == name).expect(name);
+        row[i].parse().expect(name)
+    };
+    assert!(col("total_query_count") >= 22, "{text}");
+    assert_eq!(col("total_slow_count"), 1, "{text}");
+    assert!(col("total_query_time") >= 600_000, "{text}");
+    let _ = std::fs::remove_file(&log);
+}
