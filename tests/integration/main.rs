@@ -18,6 +18,7 @@ mod params;
 mod pool;
 mod prepared;
 mod protocol;
+mod reload;
 mod rewrite_edges;
 mod routing;
 mod session_state;
