@@ -132,210 +132,139 @@ pub fn diff(old: &Config, new: &Config) -> Plan {
     plan
 }
 
+/// Records every listed field of a section that changed, as `section.field`: the key in the
+/// file is the field's name, so it is written once.
+macro_rules! keys {
+    ($plan:expr, $section:literal, $o:expr, $n:expr, $when:expr, [$($field:ident),+ $(,)?]) => {
+        $($plan.key(
+            concat!($section, ".", stringify!($field)),
+            &$o.$field,
+            &$n.$field,
+            $when,
+        );)+
+    };
+}
+
 fn server(plan: &mut Plan, old: &Config, new: &Config) {
     use When::*;
     let (o, n) = (&old.server, &new.server);
-    plan.key("server.listen", &o.listen, &n.listen, Restart);
-    plan.key(
-        "server.metrics_listen",
-        &o.metrics_listen,
-        &n.metrics_listen,
-        Restart,
-    );
-    plan.key(
-        "server.admin_database",
-        &o.admin_database,
-        &n.admin_database,
+    keys!(plan, "server", o, n, Restart, [listen, metrics_listen]);
+    // Read at each connection, login or SIGTERM.
+    keys!(
+        plan,
+        "server",
+        o,
+        n,
         Live,
+        [
+            admin_database,
+            admin_users,
+            max_client_conn,
+            auth_type,
+            shutdown_timeout_ms,
+            client_login_timeout_ms,
+        ]
     );
-    plan.key("server.admin_users", &o.admin_users, &n.admin_users, Live);
-    plan.key(
-        "server.max_client_conn",
-        &o.max_client_conn,
-        &n.max_client_conn,
-        Live,
-    );
-    plan.key("server.auth_type", &o.auth_type, &n.auth_type, Live);
-    plan.key(
-        "server.max_message_bytes",
-        &o.max_message_bytes,
-        &n.max_message_bytes,
-        NewClients,
-    );
-    plan.key(
-        "server.shutdown_timeout_ms",
-        &o.shutdown_timeout_ms,
-        &n.shutdown_timeout_ms,
-        Live,
-    );
-    plan.key(
-        "server.client_login_timeout_ms",
-        &o.client_login_timeout_ms,
-        &n.client_login_timeout_ms,
-        Live,
-    );
+    keys!(plan, "server", o, n, NewClients, [max_message_bytes]);
 }
 
 fn tls(plan: &mut Plan, old: &Config, new: &Config) {
-    let (o, n) = (&old.tls, &new.tls);
-    plan.key("tls.mode", &o.mode, &n.mode, When::Restart);
-    plan.key("tls.cert", &o.cert, &n.cert, When::Restart);
-    plan.key("tls.key", &o.key, &n.key, When::Restart);
+    keys!(
+        plan,
+        "tls",
+        old.tls,
+        new.tls,
+        When::Restart,
+        [mode, cert, key]
+    );
 }
 
 fn pool(plan: &mut Plan, old: &Config, new: &Config) {
     use When::*;
     let (o, n) = (&old.pool, &new.pool);
-    plan.key("pool.mode", &o.mode, &n.mode, NewClients);
-    plan.key("pool.size", &o.size, &n.size, Live);
-    plan.key("pool.min_idle", &o.min_idle, &n.min_idle, Live);
-    plan.key(
-        "pool.checkout_timeout_ms",
-        &o.checkout_timeout_ms,
-        &n.checkout_timeout_ms,
+    // Applied to every pool in place.
+    keys!(
+        plan,
+        "pool",
+        o,
+        n,
         Live,
+        [
+            size,
+            min_idle,
+            checkout_timeout_ms,
+            server_idle_timeout_ms,
+            server_lifetime_ms,
+            connect_timeout_ms,
+        ]
     );
-    plan.key(
-        "pool.server_idle_timeout_ms",
-        &o.server_idle_timeout_ms,
-        &n.server_idle_timeout_ms,
-        Live,
-    );
-    plan.key(
-        "pool.server_lifetime_ms",
-        &o.server_lifetime_ms,
-        &n.server_lifetime_ms,
-        Live,
-    );
-    plan.key(
-        "pool.idle_transaction_timeout_ms",
-        &o.idle_transaction_timeout_ms,
-        &n.idle_transaction_timeout_ms,
+    // Copied into each session at login.
+    keys!(
+        plan,
+        "pool",
+        o,
+        n,
         NewClients,
-    );
-    plan.key(
-        "pool.connect_timeout_ms",
-        &o.connect_timeout_ms,
-        &n.connect_timeout_ms,
-        Live,
-    );
-    plan.key(
-        "pool.max_prepared_statements",
-        &o.max_prepared_statements,
-        &n.max_prepared_statements,
-        NewClients,
-    );
-    plan.key(
-        "pool.session_features",
-        &o.session_features,
-        &n.session_features,
-        NewClients,
-    );
-    plan.key(
-        "pool.server_rollback_timeout_ms",
-        &o.server_rollback_timeout_ms,
-        &n.server_rollback_timeout_ms,
-        NewClients,
+        [
+            mode,
+            idle_transaction_timeout_ms,
+            max_prepared_statements,
+            session_features,
+            server_rollback_timeout_ms,
+        ]
     );
 }
 
 fn routing(plan: &mut Plan, old: &Config, new: &Config) {
     use When::*;
     let (o, n) = (&old.routing, &new.routing);
-    plan.key(
-        "routing.read_write_split",
-        &o.read_write_split,
-        &n.read_write_split,
-        Live,
-    );
+    // The health views follow it (see `health`).
+    keys!(plan, "routing", o, n, Live, [read_write_split]);
     // Copied into each session's routing state at login (`router::select::Limits`, ...).
-    plan.key("routing.strategy", &o.strategy, &n.strategy, NewClients);
-    plan.key(
-        "routing.max_lag_bytes",
-        &o.max_lag_bytes,
-        &n.max_lag_bytes,
+    keys!(
+        plan,
+        "routing",
+        o,
+        n,
         NewClients,
-    );
-    plan.key(
-        "routing.max_lag_ms",
-        &o.max_lag_ms,
-        &n.max_lag_ms,
-        NewClients,
-    );
-    plan.key(
-        "routing.no_replica",
-        &o.no_replica,
-        &n.no_replica,
-        NewClients,
-    );
-    plan.key(
-        "routing.read_your_writes",
-        &o.read_your_writes,
-        &n.read_your_writes,
-        NewClients,
-    );
-    plan.key(
-        "routing.primary_reads",
-        &o.primary_reads,
-        &n.primary_reads,
-        NewClients,
+        [
+            strategy,
+            max_lag_bytes,
+            max_lag_ms,
+            no_replica,
+            read_your_writes,
+            primary_reads,
+        ]
     );
     // The monitors are restarted with these (see `health`).
-    plan.key(
-        "routing.probe_interval_ms",
-        &o.probe_interval_ms,
-        &n.probe_interval_ms,
+    keys!(
+        plan,
+        "routing",
+        o,
+        n,
         Live,
-    );
-    plan.key(
-        "routing.down_after_failures",
-        &o.down_after_failures,
-        &n.down_after_failures,
-        Live,
-    );
-    plan.key(
-        "routing.up_after_successes",
-        &o.up_after_successes,
-        &n.up_after_successes,
-        Live,
+        [probe_interval_ms, down_after_failures, up_after_successes]
     );
     // Built into the classifier and its verdict cache at start.
-    plan.key(
-        "routing.write_functions",
-        &o.write_functions,
-        &n.write_functions,
-        Restart,
-    );
+    keys!(plan, "routing", o, n, Restart, [write_functions]);
 }
 
+/// All applied by `Stats::configure`.
 fn slow_query(plan: &mut Plan, old: &Config, new: &Config) {
-    use When::Live;
-    let (o, n) = (&old.slow_query, &new.slow_query);
-    plan.key("slow_query.enabled", &o.enabled, &n.enabled, Live);
-    plan.key(
-        "slow_query.threshold_ms",
-        &o.threshold_ms,
-        &n.threshold_ms,
-        Live,
-    );
-    plan.key("slow_query.log", &o.log, &n.log, Live);
-    plan.key(
-        "slow_query.log_parameters",
-        &o.log_parameters,
-        &n.log_parameters,
-        Live,
-    );
-    plan.key(
-        "slow_query.max_lines_per_second",
-        &o.max_lines_per_second,
-        &n.max_lines_per_second,
-        Live,
-    );
-    plan.key(
-        "slow_query.top_queries",
-        &o.top_queries,
-        &n.top_queries,
-        Live,
+    keys!(
+        plan,
+        "slow_query",
+        old.slow_query,
+        new.slow_query,
+        When::Live,
+        [
+            enabled,
+            threshold_ms,
+            log,
+            log_parameters,
+            max_lines_per_second,
+            top_queries,
+        ]
     );
 }
 

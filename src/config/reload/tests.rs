@@ -278,3 +278,33 @@ fn slow_query_and_per_database_threshold_apply_live() {
         ]
     );
 }
+
+/// A key added to the model must be given a line and a time of effect here, not be ignored by
+/// reloads: every field serde knows is named in the diff.
+#[test]
+fn every_config_key_is_classified() {
+    use crate::config::document::field_names;
+    use crate::config::*;
+    let source = include_str!("diff.rs");
+    let words: std::collections::HashSet<&str> = source
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let sections = [
+        ("server", field_names::<ServerConfig>()),
+        ("tls", field_names::<TlsConfig>()),
+        ("pool", field_names::<PoolConfig>()),
+        ("routing", field_names::<RoutingConfig>()),
+        ("slow_query", field_names::<SlowQueryConfig>()),
+        ("users", field_names::<UserConfig>()),
+        ("databases", field_names::<DatabaseConfig>()),
+    ];
+    for (section, fields) in sections {
+        assert!(!fields.is_empty(), "{section}");
+        for field in fields {
+            assert!(
+                words.contains(field),
+                "{section}.{field} is not classified by the reload diff"
+            );
+        }
+    }
+}
