@@ -3,6 +3,7 @@
 //! own `Shared`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -36,8 +37,11 @@ pub struct Shared {
     /// Read or write, per statement shape (see `router::classify`).
     pub classifier: Classifier,
     /// The health view of each database with replicas and read/write split on, by database
-    /// name; its monitor runs while the proxy does.
+    /// name; its monitor runs while the proxy does. A reload replaces a database's view when
+    /// its members or probe settings changed (see [`monitor_database`]).
     pub health: DashMap<String, Arc<Health>>,
+    /// The stop token of each database's running health monitor.
+    pub monitors: crate::health::Monitors,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, once bound (unset when
     /// `server.metrics_listen` is not configured). Tests read the port from here.
     pub metrics_addr: OnceLock<SocketAddr>,
@@ -51,6 +55,9 @@ pub struct Shared {
     pub config_path: OnceLock<std::path::PathBuf>,
     /// When this proxy was built: `SHOW STATS` rates are per second since then.
     pub started: std::time::Instant,
+    /// Held for the whole of a reload, so SIGHUP and `RELOAD` arriving together apply one
+    /// file after the other, never interleaved.
+    pub reloading: tokio::sync::Mutex<()>,
 }
 
 /// Statement shapes the classifier remembers (a few MiB at most).
@@ -71,8 +78,10 @@ impl Shared {
             pauses: Default::default(),
             config_path: OnceLock::new(),
             started: std::time::Instant::now(),
+            reloading: tokio::sync::Mutex::new(()),
             classifier,
             health,
+            monitors: Default::default(),
             config: ArcSwap::from_pointee(config),
             pools: Pools::default(),
             cancel: CancelRegistry::default(),
@@ -137,7 +146,7 @@ impl Proxy {
         let shared = self.shared;
         warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
-        let monitors = start_monitors(&shared);
+        start_monitors(&shared);
         // Outside the task tracker: it must answer (/readyz: draining) while sessions drain.
         // It stops on `hard`, or is aborted below once the sessions are done.
         let metrics = self
@@ -153,50 +162,78 @@ impl Proxy {
         if let Some(m) = metrics {
             m.abort();
         }
-        for m in monitors {
-            m.abort();
-        }
+        shared.monitors.stop_all();
     }
 }
 
-/// Binds, serves, and handles signals: the binary's main job.
-pub async fn run(config: Config) -> std::io::Result<()> {
-    let deadline = Duration::from_millis(config.server.shutdown_timeout_ms);
+/// Binds, serves, and handles signals: the binary's main job. `path` is where `config` was
+/// read from: SIGHUP and the admin console's `RELOAD` read it again.
+pub async fn run(config: Config, path: PathBuf) -> std::io::Result<()> {
+    // Before the first log line: a SIGHUP sent once we say we listen must find its handler
+    // (its default action would end the process).
+    let signals = crate::shutdown::Signals::install()?;
     let proxy = Proxy::bind(config).await?;
+    let _ = proxy.shared.config_path.set(path);
     tracing::info!(listen = %proxy.local_addr()?, "lagoon listening");
     if let Some(addr) = proxy.metrics_addr() {
         tracing::info!(metrics_listen = %addr, "metrics endpoint: /metrics /healthz /readyz");
     }
-    let signals = tokio::spawn(crate::shutdown::watch_signals(
-        proxy.shared.shutdown.clone(),
-        deadline,
-    ));
+    let signals = tokio::spawn(signals.watch(Arc::clone(&proxy.shared)));
     proxy.run().await;
     signals.abort();
     Ok(())
 }
 
-/// Starts the health monitor of every database with replicas. A database whose members the
-/// proxy cannot log in to for probing keeps its replicas unused (reads go by `no_replica`):
-/// unmeasured replicas could be any distance behind.
-fn start_monitors(shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts the health monitor of every database with a health view (see [`Shared::new`]).
+fn start_monitors(shared: &Shared) {
     let config = shared.config.load();
-    let mut tasks = Vec::new();
-    for entry in shared.health.iter() {
-        let Some(db) = config.database(entry.key()) else {
-            continue;
-        };
-        match crate::health::probe_login(&config, db) {
-            Some(login) => tasks.push(tokio::spawn(
-                Arc::clone(entry.value()).run(login, shared.shutdown.hard.clone()),
-            )),
-            None => tracing::error!(
-                database = %db.name,
-                "no login to probe this database's members with (no user in its URL and no [[users]]); its replicas stay unused"
-            ),
+    let views: Vec<Arc<Health>> = shared
+        .health
+        .iter()
+        .map(|e| Arc::clone(e.value()))
+        .collect();
+    for health in views {
+        if let Some(db) = config.database(&health.database) {
+            start_monitor(shared, &config, db, health);
         }
     }
-    tasks
+}
+
+/// Gives `db` a fresh health view (every member unknown until its first probe) in
+/// `shared.health` and starts its monitor, stopping the one it replaces: a reload whose
+/// replicas or probe settings changed for `db`, or that turned read/write split on.
+pub fn monitor_database(shared: &Shared, config: &Config, db: &crate::config::DatabaseConfig) {
+    let health = Health::new(config, db);
+    shared.health.insert(db.name.clone(), Arc::clone(&health));
+    start_monitor(shared, config, db, health);
+}
+
+/// Stops `database`'s monitor and drops its health view: its reads go to the primary. Live
+/// sessions keep the view they hold until [`Pools::generation`] sends them to look again.
+pub fn unmonitor_database(shared: &Shared, database: &str) {
+    shared.monitors.stop(database);
+    shared.health.remove(database);
+}
+
+/// Starts `health`'s monitor. A database whose members the proxy cannot log in to for probing
+/// keeps its replicas unused (reads go by `no_replica`): unmeasured replicas could be any
+/// distance behind.
+fn start_monitor(
+    shared: &Shared,
+    config: &Config,
+    db: &crate::config::DatabaseConfig,
+    health: Arc<Health>,
+) {
+    match crate::health::probe_login(config, db) {
+        Some(login) => shared.monitors.start(health, login, &shared.shutdown.hard),
+        None => {
+            shared.monitors.stop(&db.name);
+            tracing::error!(
+                database = %db.name,
+                "no login to probe this database's members with (no user in its URL and no [[users]]); its replicas stay unused"
+            );
+        }
+    }
 }
 
 /// With `min_idle` set, creates every (database, user) pool up front so maintenance opens its

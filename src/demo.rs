@@ -2,8 +2,6 @@
 //! and database, and Lagoon in front, so a newcomer can `psql` through it in one command.
 //! Ctrl-C stops everything; dropping the cluster removes its temporary data.
 
-use std::time::Duration;
-
 use crate::devcluster::{DevCluster, DevClusterOptions, PasswordEncryption};
 
 /// Runs the demo until Ctrl-C (or SIGTERM).
@@ -30,6 +28,7 @@ pub async fn run(port: u16) -> Result<(), String> {
         r#"
 [server]
 listen = "{listen}"
+shutdown_timeout_ms = 5000
 
 [pool]
 mode = "transaction"
@@ -84,10 +83,8 @@ replicas = ["{r1}", "{r2}"]
          Press Ctrl-C to stop Lagoon and the cluster (the temporary data is removed).",
         members.join(", ")
     );
-    let signals = tokio::spawn(crate::shutdown::watch_signals(
-        proxy.shared.shutdown.clone(),
-        Duration::from_secs(5),
-    ));
+    let signals = crate::shutdown::Signals::install().map_err(|e| e.to_string())?;
+    let signals = tokio::spawn(signals.watch(std::sync::Arc::clone(&proxy.shared)));
     proxy.run().await;
     signals.abort();
     eprintln!("stopping the cluster...");

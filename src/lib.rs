@@ -23,7 +23,7 @@
 //! side tasks: pool::maintain (idle reaping, min_idle, lifetime), health::Monitor (probes
 //! every member: up/down, replay LSN, lag, RTT), metrics (/metrics, /healthz, /readyz on
 //! server.metrics_listen), cancel (CancelRequest forwarding), shutdown (SIGTERM drain,
-//! SIGINT fast).
+//! SIGINT fast, SIGHUP -> config::reload: validate, diff, apply live).
 //! ```
 //!
 //! `protocol`, `sql` (what a query text may do to session state: SET, PREPARE, LISTEN,

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Without a subcommand, serves with the given config: clients connect to `server.listen` as
 /// they would to Postgres. SIGTERM drains (transactions finish, up to
-/// server.shutdown_timeout_ms), SIGINT stops at once.
+/// server.shutdown_timeout_ms), SIGINT stops at once, SIGHUP reloads the config file (an
+/// invalid file is logged and changes nothing).
 #[derive(Parser)]
 #[command(name = "lagoon", version, about, long_about)]
 struct Cli {
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
                 }
             };
             run(|rt| {
-                rt.block_on(lagoon::app::run(config))
+                rt.block_on(lagoon::app::run(config, cli.config))
                     .map_err(|e| e.to_string())
             })
         }

@@ -1,10 +1,16 @@
 //! Shutdown and signals. SIGTERM drains: the listener stops accepting, idle clients are told
-//! `57P01` at once, clients inside a transaction finish it (up to `server.shutdown_timeout_ms`),
-//! then everyone left gets `57P01`. SIGINT is fast: every client gets `57P01` now.
-//! SIGHUP is reserved for config reload (a later issue) and only logged for now.
+//! `57P01` at once, clients inside a transaction finish it (up to `server.shutdown_timeout_ms`,
+//! read when the signal arrives, so a reload changes it), then everyone left gets `57P01`.
+//! SIGINT is fast: every client gets `57P01` now. SIGHUP reloads the config file
+//! (`config::reload`); the outcome is logged, and an invalid file changes nothing.
+//!
+//! Owns: the shutdown tokens and the signal handlers. Does not own: what a reload applies
+//! (`config::reload`) or how sessions end (`client`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,27 +47,52 @@ impl Shutdown {
     }
 }
 
-/// Turns SIGTERM / SIGINT / SIGHUP into the actions above, until shutdown has begun.
-pub async fn watch_signals(shutdown: Shutdown, drain_deadline: Duration) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!(?drain_deadline, "SIGTERM: draining");
-                shutdown.begin_drain(drain_deadline);
+/// The SIGTERM / SIGINT / SIGHUP handlers, installed but not yet acted on.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers now (must run inside the runtime). From here on the signals are
+    /// queued for [`Signals::watch`] instead of taking their default action, which for SIGHUP
+    /// would end the process: install before announcing that the proxy is up.
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Turns the signals into the actions above until shutdown is complete: SIGTERM drains,
+    /// SIGINT ends everything now, SIGHUP reloads the config in a task of its own (so a slow
+    /// reload never holds up a SIGTERM).
+    pub async fn watch(mut self, shared: Arc<crate::app::Shared>) {
+        let shutdown = shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    let deadline = shared.config.load().server.shutdown_timeout();
+                    tracing::info!(drain_deadline = ?deadline, "SIGTERM: draining");
+                    shutdown.begin_drain(deadline);
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT: shutting down now");
+                    shutdown.begin_fast();
+                    return;
+                }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    let shared = Arc::clone(&shared);
+                    // The outcome (what changed, or every problem) is logged by the reload.
+                    tokio::spawn(async move {
+                        let _ = crate::config::reload::reload(&shared).await;
+                    });
+                }
+                _ = shutdown.hard.cancelled() => return,
             }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: shutting down now");
-                shutdown.begin_fast();
-                return Ok(());
-            }
-            _ = hup.recv() => {
-                tracing::warn!("SIGHUP: config reload is not implemented yet; nothing changed");
-            }
-            _ = shutdown.hard.cancelled() => return Ok(()),
         }
     }
 }

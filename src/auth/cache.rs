@@ -1,6 +1,9 @@
 //! SCRAM verifiers derived from plaintext passwords, computed once per (user, password) and
 //! reused: deriving one costs 4096 HMAC rounds, which would otherwise be paid by every login
-//! (and dominate `pgbench -C`). A changed password (config reload) simply misses the cache.
+//! (and dominate `pgbench -C`). A changed password (config reload) simply misses the cache:
+//! every lookup compares the password it was derived from, so a stale verifier is never
+//! served, even to a login that raced the reload. A reload also [`VerifierCache::forget`]s
+//! removed users and changed passwords, so the cache does not keep them.
 
 use std::sync::Arc;
 
@@ -31,6 +34,11 @@ impl VerifierCache {
             .insert(user.to_owned(), (password.to_owned(), Arc::clone(&v)));
         v
     }
+
+    /// Drops `user`'s verifier (removed, or its password changed).
+    pub fn forget(&self, user: &str) {
+        self.map.remove(user);
+    }
 }
 
 #[cfg(test)]
@@ -46,5 +54,18 @@ mod tests {
         let b = c.get("u", "p2", &s);
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(*b, ScramVerifier::for_plain_password("u", "p2", &s));
+        // Back to the old password (a reload undone): derived afresh, never the p2 one.
+        let c2 = c.get("u", "p1", &s);
+        assert_eq!(*c2, *a);
+        assert!(!Arc::ptr_eq(&c2, &b));
+    }
+
+    #[test]
+    fn forget_drops_the_entry() {
+        let c = VerifierCache::default();
+        let s = [7u8; 32];
+        let a = c.get("u", "p1", &s);
+        c.forget("u");
+        assert!(!Arc::ptr_eq(&a, &c.get("u", "p1", &s)));
     }
 }

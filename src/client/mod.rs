@@ -106,6 +106,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
 
     let reg = shared.cancel.register();
     let key = (reg.process_id, reg.slot.secret());
+    // Read before login looks its cluster up: a reload during login is then seen at the
+    // first request.
+    let cluster_generation = shared.pools.generation();
     let login = tokio::time::timeout(
         login_timeout,
         login::login(&mut stream, &mut buf, &msg, &shared, key),
@@ -171,6 +174,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             route::Route::new(&shared, &logged.config, &logged.cluster.primary.database)
         },
         cluster: logged.cluster,
+        cluster_generation,
         session_mode: logged.session_mode,
         slot: Arc::clone(&reg.slot),
         max_message: logged.config.server.max_message_bytes,

@@ -115,6 +115,11 @@ impl Route {
         })
     }
 
+    /// Keeps `old`'s read-your-writes state (a reload rebuilt the routing state).
+    pub fn carry_writes(&mut self, old: Route) {
+        self.rw = old.rw;
+    }
+
     /// The re-run of the request in flight goes to `to`.
     pub fn redirect(&mut self, to: Redirect) {
         self.redirect = Some(to);

@@ -95,6 +95,9 @@ pub struct Session<'a> {
     pub cluster: Arc<Cluster>,
     /// Read/write routing, when the database has replicas (see [`super::route`]).
     pub route: Option<Route>,
+    /// `shared.pools.generation()` when `cluster` was looked up: a reload that replaced
+    /// clusters changes it (see [`Self::follow_reload`]).
+    pub cluster_generation: u64,
     pub session_mode: bool,
     pub slot: Arc<CancelSlot>,
     pub max_message: usize,
@@ -158,8 +161,10 @@ impl Session<'_> {
         if let Some(conn) = self.server.take() {
             let boundary =
                 self.cscan.at_boundary() && self.scanned == 0 && self.wire.sent_whole_messages();
-            if self.wire.replies.uncertain() || self.wire.suspect {
-                // A Parse's fate is unknown: so is what this server has prepared.
+            if self.wire.replies.uncertain() || self.wire.suspect || self.entry.kill.is_cancelled()
+            {
+                // A Parse's fate is unknown: so is what this server has prepared. Or KILL:
+                // it drops the database's server connections too.
                 conn.discard();
             } else {
                 tokio::spawn(relay::cleanup(
@@ -368,6 +373,9 @@ impl Session<'_> {
             }
         }
         let deadline = Instant::now() + self.pool.settings().checkout_timeout;
+        if !self.session_mode {
+            self.follow_reload();
+        }
         let redirect = self.route.as_mut().and_then(Route::take_redirect);
         let mut avoid = None;
         let mut failed = 0;
@@ -446,6 +454,34 @@ impl Session<'_> {
         // The request goes out through the attached loop, which also reads the replies: a
         // request bigger than the socket buffers cannot deadlock against them.
         self.write_server()
+    }
+
+    /// After a reload that replaced this client's cluster (new members, replicas added or
+    /// removed), takes the current one and the routing state that goes with it, between
+    /// transactions: the next request goes where the config says now. Read-your-writes
+    /// carries over (it holds an LSN, not a member). A database or user the reload removed
+    /// keeps its old cluster until the client leaves.
+    fn follow_reload(&mut self) {
+        let generation = self.shared.pools.generation();
+        if generation == self.cluster_generation {
+            return;
+        }
+        self.cluster_generation = generation;
+        let Some(cluster) = self
+            .shared
+            .pools
+            .current(&self.pool.database, &self.pool.user)
+        else {
+            return;
+        };
+        let config = self.shared.config.load();
+        let mut route = Route::new(self.shared, &config, &self.pool.database);
+        if let (Some(new), Some(old)) = (route.as_mut(), self.route.take()) {
+            new.carry_writes(old);
+        }
+        self.route = route;
+        self.pool = Arc::clone(&cluster.primary);
+        self.cluster = cluster;
     }
 
     /// Brings the server's SQL-level prepared statements to this client's: its own prepared

@@ -7,8 +7,9 @@
 //! Owns: the shared view ([`Health`], [`Member`], [`MemberReport`] for SHOW REPLICAS and
 //! metrics), the peak-EWMA latency estimate (`ewma`), the up/down hysteresis (`ban`), the
 //! primary's LSN history and lag (`lag`), LSN text (`lsn`), one probe over a kept-open
-//! connection (`probe`) and the loop (`monitor`). Does not own: which member a query goes to
-//! (`router`), the pools, or starting the task (`app`).
+//! connection (`probe`), the loop (`monitor`) and the stop token of each running loop
+//! (`monitors`). Does not own: which member a query goes to (`router`), the pools, or deciding
+//! which databases are monitored (`app` at start, `config::reload` later).
 //!
 //! Rules the view keeps:
 //! - A member is [`Member::usable`] only when up (see `ban`: up after its first good probe,
@@ -24,6 +25,7 @@ pub mod ewma;
 pub mod lag;
 pub mod lsn;
 mod monitor;
+mod monitors;
 mod probe;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 pub use ban::State;
+pub use monitors::Monitors;
 pub use probe::{ProbeLogin, probe_login};
 
 use crate::config::{Config, DatabaseConfig, Endpoint};

@@ -1,8 +1,15 @@
 //! The registry of pools. A (database, user) is served by a [`Cluster`]: one pool on the
 //! primary and one per replica, created together on first use from the config. Which member a
 //! request goes to is `router`'s decision, not this module's.
+//!
+//! A config reload brings the registry in line with the new config ([`Pools::reconcile`]):
+//! new sizes and timeouts go into every pool in place; a cluster whose members changed is
+//! replaced (unchanged members keep their pool and its warm connections); the clusters of a
+//! removed database or user are dropped from the registry. Sessions keep the `Arc<Cluster>`
+//! they hold; [`Pools::generation`] tells them when to look up [`Pools::current`] again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -23,10 +30,21 @@ impl Cluster {
     }
 }
 
+/// What [`Pools::reconcile`] did to one (database, user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterChange {
+    /// Its members changed: a new cluster serves new sessions.
+    Replaced { database: String, user: String },
+    /// Its database or user left the config.
+    Removed { database: String, user: String },
+}
+
 /// All pools of one proxy.
 #[derive(Default)]
 pub struct Pools {
     map: DashMap<(String, String), Arc<Cluster>>,
+    /// Bumped after every removal or replacement of a cluster (see [`Pools::generation`]).
+    generation: AtomicU64,
 }
 
 impl Pools {
@@ -45,6 +63,101 @@ impl Pools {
             .entry(key)
             .or_insert_with(|| Arc::new(build(config, db, user)))
             .clone()
+    }
+
+    /// Changes whenever a reload removed or replaced a cluster (or replaced a database's
+    /// health view, whose replica order a cluster's replicas follow). A transaction-mode
+    /// session remembers the value it logged in with; when it differs at its next checkout,
+    /// it takes [`Pools::current`] for its (database, user), and its routing state from
+    /// `Shared::health` again, so its next transaction goes to the members the config names
+    /// now. One relaxed atomic load: cheap enough for every checkout.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cluster now registered for (database, user), if any. `None` means the database or
+    /// the user was removed by a reload (or nobody logged in to it yet): a live session keeps
+    /// the cluster it has until it ends. A reload replaces clusters before it bumps
+    /// [`Pools::generation`], so a session that saw the new generation finds the new cluster.
+    pub fn current(&self, db: &str, user: &str) -> Option<Arc<Cluster>> {
+        self.map
+            .get(&(db.to_owned(), user.to_owned()))
+            .map(|c| Arc::clone(c.value()))
+    }
+
+    /// Brings every registered cluster in line with a reloaded `config` (already stored in
+    /// `Shared::config`, so logins from now on build from it): new sizes and timeouts go into
+    /// each pool in place ([`Pool::set_settings`]); a cluster whose members changed (address,
+    /// server login, `options`, replicas added or removed) is replaced, keeping the pools of
+    /// the members that did not change; the clusters of a database or user no longer in the
+    /// config are removed. Pools left out are [`Pool::retire`]d: sessions holding them finish
+    /// undisturbed. Returns what was replaced or removed.
+    pub fn reconcile(&self, config: &Config) -> Vec<ClusterChange> {
+        let entries: Vec<((String, String), Arc<Cluster>)> = self
+            .map
+            .iter()
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .collect();
+        let mut changes = Vec::new();
+        for ((db_name, user_name), old) in entries {
+            let (Some(db), Some(user)) = (config.database(&db_name), config.user(&user_name))
+            else {
+                self.map.remove(&(db_name.clone(), user_name.clone()));
+                old.pools().for_each(|p| p.retire());
+                changes.push(ClusterChange::Removed {
+                    database: db_name,
+                    user: user_name,
+                });
+                continue;
+            };
+            let settings = settings_for(config, db);
+            for pool in old.pools() {
+                if **pool.settings() != settings {
+                    pool.set_settings(settings.clone());
+                }
+            }
+            let (primary, replicas) = members(db, user);
+            let same = replicas.len() == old.replicas.len()
+                && old
+                    .pools()
+                    .zip(std::iter::once(&primary).chain(&replicas))
+                    .all(|(p, m)| m.is(p));
+            if same {
+                continue;
+            }
+            // A member that did not change keeps its pool (and its warm connections).
+            let keep = |m: &Member| {
+                old.pools()
+                    .find(|p| m.is(p))
+                    .cloned()
+                    .unwrap_or_else(|| pool_for(db, user, m, settings.clone()))
+            };
+            let fresh = Cluster {
+                primary: keep(&primary),
+                replicas: replicas.iter().map(keep).collect(),
+            };
+            for p in old.pools() {
+                if !fresh.pools().any(|f| Arc::ptr_eq(f, p)) {
+                    p.retire();
+                }
+            }
+            self.map
+                .insert((db_name.clone(), user_name.clone()), Arc::new(fresh));
+            changes.push(ClusterChange::Replaced {
+                database: db_name,
+                user: user_name,
+            });
+        }
+        if !changes.is_empty() {
+            self.bump_generation();
+        }
+        changes
+    }
+
+    /// Tells sessions to look up their cluster and routing state again (see
+    /// [`Pools::generation`]); for a reload that replaced a health view but no cluster.
+    pub fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every pool of every cluster.
@@ -98,28 +211,70 @@ pub fn settings_for(config: &Config, db: &DatabaseConfig) -> PoolSettings {
     }
 }
 
-fn build(config: &Config, db: &DatabaseConfig, user: &UserConfig) -> Cluster {
-    let pool_at = |ep: &Endpoint, member: String| {
+/// What one member's pool is built from: its name, where and as whom it logs in, and the
+/// startup parameters it sends.
+struct Member {
+    name: String,
+    target: ServerTarget,
+    startup: Vec<(String, String)>,
+}
+
+impl Member {
+    /// `pool` is this member's pool as the config now describes it.
+    fn is(&self, pool: &Pool) -> bool {
+        pool.member == self.name && pool.serves(&self.target, &self.startup)
+    }
+}
+
+/// The members of (db, user): the primary, and the replicas in config order.
+fn members(db: &DatabaseConfig, user: &UserConfig) -> (Member, Vec<Member>) {
+    let member = |ep: &Endpoint, name: String| {
         let mut startup = Vec::new();
         if let Some(opts) = &ep.options {
             startup.push(("options".to_owned(), opts.clone()));
         }
-        Pool::new(
-            db.name.clone(),
-            user.name.clone(),
-            member,
-            target_at(ep, user),
+        Member {
+            name,
+            target: target_at(ep, user),
             startup,
-            settings_for(config, db),
-        )
+        }
     };
+    let replicas = db
+        .replica_endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| member(ep, format!("replica{}", i + 1)))
+        .collect();
+    (member(&db.primary_endpoint, "primary".to_owned()), replicas)
+}
+
+fn pool_for(
+    db: &DatabaseConfig,
+    user: &UserConfig,
+    m: &Member,
+    settings: PoolSettings,
+) -> Arc<Pool> {
+    Pool::new(
+        db.name.clone(),
+        user.name.clone(),
+        m.name.clone(),
+        m.target.clone(),
+        m.startup.clone(),
+        settings,
+    )
+}
+
+fn build(config: &Config, db: &DatabaseConfig, user: &UserConfig) -> Cluster {
+    let settings = settings_for(config, db);
+    let (primary, replicas) = members(db, user);
     Cluster {
-        primary: pool_at(&db.primary_endpoint, "primary".to_owned()),
-        replicas: db
-            .replica_endpoints
+        primary: pool_for(db, user, &primary, settings.clone()),
+        replicas: replicas
             .iter()
-            .enumerate()
-            .map(|(i, ep)| pool_at(ep, format!("replica{}", i + 1)))
+            .map(|m| pool_for(db, user, m, settings.clone()))
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;

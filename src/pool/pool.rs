@@ -5,13 +5,18 @@
 //! whose server cannot be reached fails checkouts at once (for a short back-off after each failed
 //! connect) instead of letting clients queue to the timeout. The state lock is a plain mutex that
 //! is never held across `.await`.
+//!
+//! A config reload changes a pool in place ([`Pool::set_settings`]): growing opens connections
+//! for the queued checkouts at once; shrinking closes surplus idle connections now and lent
+//! ones as they come back. A pool the reload replaced or removed is [`Pool::retire`]d: it keeps
+//! serving the sessions still holding it, but keeps nothing idle.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::oneshot;
 
 use super::connect::{self, ConnectError, ServerTarget};
@@ -22,7 +27,7 @@ use crate::error::{ClientFacing, ErrorKind};
 use crate::protocol::sqlstate::{self, SqlState};
 
 /// Sizing and timeouts of one pool (from `[pool]`, with per-database overrides applied).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     pub size: usize,
     pub min_idle: usize,
@@ -108,6 +113,9 @@ struct State {
     /// Connections lent to clients, by id: what `SHOW SERVERS` lists for them (the
     /// connection itself is with its client).
     lent: HashMap<u64, LentInfo>,
+    /// Replaced or removed by a config reload: a connection coming back is closed unless a
+    /// checkout is waiting for it (see [`Pool::retire`]).
+    retired: bool,
 }
 
 /// A lent connection as [`Pool::servers`] reports it.
@@ -177,7 +185,8 @@ pub struct Pool {
     target: ServerTarget,
     /// Settings sent in every server StartupMessage of this pool.
     startup_params: Vec<(String, String)>,
-    settings: PoolSettings,
+    /// Swapped by a reload ([`Pool::set_settings`]); a lock-free load on the data path.
+    settings: ArcSwap<PoolSettings>,
     state: Mutex<State>,
     /// ParameterStatus values from the first login: what a client is told at its own login.
     server_params: ArcSwapOption<ServerParams>,
@@ -243,7 +252,7 @@ impl Pool {
             member,
             target,
             startup_params,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             state: Mutex::new(State::default()),
             server_params: ArcSwapOption::empty(),
             normalized: Mutex::new(HashMap::new()),
@@ -253,8 +262,62 @@ impl Pool {
         })
     }
 
-    pub fn settings(&self) -> &PoolSettings {
-        &self.settings
+    /// The current settings: a cheap lock-free snapshot (derefs to [`PoolSettings`]) that a
+    /// reload may replace at any time, so read it where it is used rather than keep it.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
+    /// Whether this pool logs in at `target` with `startup_params`: a reload keeps a pool
+    /// whose member did not change, with its warm connections.
+    pub fn serves(&self, target: &ServerTarget, startup_params: &[(String, String)]) -> bool {
+        self.target == *target && self.startup_params == startup_params
+    }
+
+    /// Applies reloaded sizing and timeouts in place, without touching a lent connection.
+    /// Growing opens connections for the queued checkouts right away (up to the new size), so
+    /// they do not sit out their timeout; shrinking closes surplus idle connections now (least
+    /// recently used first), and lent ones at check-in while the pool is over its size.
+    pub fn set_settings(self: &Arc<Self>, new: PoolSettings) {
+        let (surplus, to_open) = {
+            let mut st = self.lock();
+            let size = new.size;
+            // Stored under the state lock: checkout, checkin and discard compare `total` with
+            // the size under it too, so none of them sees half a change.
+            self.settings.store(Arc::new(new));
+            let excess = st.total.saturating_sub(size).min(st.idle.len());
+            let surplus: Vec<ServerConn> = st.idle.drain(..excess).collect();
+            st.total -= excess;
+            let to_open = if st.closed {
+                0
+            } else {
+                st.waiters.len().min(size.saturating_sub(st.total))
+            };
+            st.total += to_open;
+            st.connecting += to_open;
+            (surplus, to_open)
+        };
+        drop(surplus);
+        for _ in 0..to_open {
+            self.spawn_connect();
+        }
+    }
+
+    /// Takes the pool out of service after a reload replaced or removed it (its member's
+    /// address or login changed, or its database or user is gone). Sessions still holding it
+    /// keep working (checkouts still open connections as needed, so an in-flight transaction
+    /// or a removed user's open session is never cut off), but it keeps nothing idle: its idle
+    /// connections close now and every connection closes when it comes back, unless a
+    /// checkout is queued for it. When the last session lets go, the pool is dropped.
+    pub fn retire(&self) {
+        let idle = {
+            let mut st = self.lock();
+            st.retired = true;
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len();
+            idle
+        };
+        drop(idle);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -310,7 +373,7 @@ impl Pool {
                             });
                         }
                     }
-                    if st.total < self.settings.size && st.waiters.is_empty() {
+                    if st.total < self.settings.load().size && st.waiters.is_empty() {
                         st.total += 1;
                         st.connecting += 1;
                         Plan::Connect
@@ -386,7 +449,7 @@ impl Pool {
     }
 
     fn reusable(&self, conn: &ServerConn) -> bool {
-        conn.created.elapsed() < self.settings.lifetime && conn.is_healthy()
+        conn.created.elapsed() < self.settings.load().lifetime && conn.is_healthy()
     }
 
     /// Opens a connection for a slot already counted in `total`; on failure gives the slot back
@@ -396,7 +459,7 @@ impl Pool {
         let result = connect::login(
             &self.target,
             &self.startup_params,
-            self.settings.connect_timeout,
+            self.settings.load().connect_timeout,
         )
         .await;
         self.lock().connecting -= 1;
@@ -452,7 +515,7 @@ impl Pool {
 
     /// Takes back a clean connection: to the longest waiter first, else to the idle list.
     pub(super) fn checkin(self: &Arc<Self>, mut conn: ServerConn) {
-        if !conn.read_buf.is_empty() || conn.created.elapsed() >= self.settings.lifetime {
+        if !conn.read_buf.is_empty() || conn.created.elapsed() >= self.settings.load().lifetime {
             self.discard(conn);
             return;
         }
@@ -461,7 +524,9 @@ impl Pool {
         conn.read_buf = bytes::BytesMut::new();
         let mut st = self.lock();
         st.lent.remove(&conn.id);
-        if st.closed {
+        // Closed, or over a size a reload shrank: this one closes (after the lock is released,
+        // as `conn` outlives `st`).
+        if st.closed || st.total > self.settings.load().size {
             st.total -= 1;
             return;
         }
@@ -471,6 +536,10 @@ impl Pool {
                 Err(Ok(back)) => conn = back,
                 Err(Err(_)) => return,
             }
+        }
+        if st.retired {
+            st.total -= 1;
+            return;
         }
         st.idle.push(conn);
     }
@@ -483,7 +552,8 @@ impl Pool {
             let mut st = self.lock();
             st.lent.remove(&id);
             st.total -= 1;
-            let replace = !st.closed && !st.waiters.is_empty() && st.total < self.settings.size;
+            let replace =
+                !st.closed && !st.waiters.is_empty() && st.total < self.settings.load().size;
             if replace {
                 st.total += 1;
                 st.connecting += 1;
@@ -509,6 +579,7 @@ impl Pool {
     /// past `lifetime` or found dead, then open connections up to `min_idle`.
     pub fn maintain(self: &Arc<Self>) {
         let now = Instant::now();
+        let settings = self.settings.load();
         let (expired, to_open) = {
             let mut st = self.lock();
             if st.closed {
@@ -519,9 +590,9 @@ impl Pool {
             let idle = std::mem::take(&mut st.idle);
             let mut live = st.total;
             for conn in idle {
-                let too_old = now.duration_since(conn.created) >= self.settings.lifetime;
-                let idle_long = now.duration_since(conn.last_used) >= self.settings.idle_timeout
-                    && live > self.settings.min_idle;
+                let too_old = now.duration_since(conn.created) >= settings.lifetime;
+                let idle_long = now.duration_since(conn.last_used) >= settings.idle_timeout
+                    && live > settings.min_idle;
                 if too_old || idle_long || !conn.is_healthy() {
                     live -= 1;
                     expired.push(conn);
@@ -532,12 +603,12 @@ impl Pool {
             st.idle = keep;
             st.total = live;
             let down = st.down.as_ref().is_some_and(|d| now < d.retry_at);
-            let want = self.settings.min_idle.min(self.settings.size);
-            let to_open = if down {
+            let want = settings.min_idle.min(settings.size);
+            let to_open = if down || st.retired {
                 0
             } else {
                 want.saturating_sub(st.idle.len() + st.connecting)
-                    .min(self.settings.size - st.total.min(self.settings.size))
+                    .min(settings.size - st.total.min(settings.size))
             };
             st.total += to_open;
             st.connecting += to_open;

@@ -20,6 +20,7 @@ mod pool;
 mod prepared;
 mod protocol;
 mod query_stats;
+mod reload;
 mod rewrite_edges;
 mod routing;
 mod session_state;
