@@ -895,3 +895,80 @@ async fn show_queries_ranks_a_slow_fingerprint_first_and_show_slow_lists_it() {
     assert!(col("total_query_time") >= 600_000, "{text}");
     let _ = std::fs::remove_file(&log);
 }
+
+/// `RELOAD` through psql: a file that changes the pool size is applied while another client
+/// holds a transaction open (seen in `SHOW POOLS`, the transaction commits, its row is
+/// there); a file with two problems changes nothing and psql shows both, with `F0000`.
+#[tokio::test]
+async fn reload_through_psql_applies_or_reports_every_problem() {
+    let text = |size: u32| base_config(&format!("size = {size}"), ADMIN);
+    let path =
+        std::env::temp_dir().join(format!("lagoon-admin-reload-{}.toml", std::process::id()));
+    std::fs::write(&path, text(3)).expect("write config");
+    let proxy = start_proxy_with(&text(3)).await;
+    proxy
+        .shared
+        .config_path
+        .set(path.clone())
+        .expect("path not set yet");
+    let pool_size = |t: &Table| {
+        int(
+            t.one(&[("database", DB), ("user", SCRAM_USER.0)]),
+            "pool_size",
+        )
+    };
+
+    let holder = proxy.connect().await;
+    holder
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS admin_reload_t (v text); \
+             BEGIN; INSERT INTO admin_reload_t VALUES ('across the reload')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(pool_size(&show(&proxy, "POOLS", POOLS).await), 3);
+
+    std::fs::write(&path, text(5)).expect("write config");
+    let out = psql(&proxy, SCRAM_USER, "RELOAD").await;
+    assert_success("RELOAD", &out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pool.size: 3 -> 5"),
+        "the change is reported: {out:?}"
+    );
+    let pools = show(&proxy, "POOLS", POOLS).await;
+    assert_eq!(pool_size(&pools), 5);
+    assert_eq!(
+        int(
+            pools.one(&[("database", DB), ("user", SCRAM_USER.0)]),
+            "sv_active"
+        ),
+        1
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    let other = proxy.connect().await;
+    let n: i64 = other
+        .query_one(
+            "SELECT count(*) FROM admin_reload_t WHERE v = 'across the reload'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 1);
+
+    // Two problems: both reported, nothing applied.
+    std::fs::write(&path, text(5).replace("size = 5", "size = 0\nsizee = 4")).expect("write");
+    let out = psql(&proxy, SCRAM_USER, "RELOAD").await;
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("F0000"), "{err}");
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(
+        err.contains("pool.size") && err.contains("pool.sizee"),
+        "{err}"
+    );
+    assert_eq!(pool_size(&show(&proxy, "POOLS", POOLS).await), 5);
+    assert_eq!(proxy.shared.config.load().pool.size, 5);
+    other.simple_query("SELECT 1").await.unwrap();
+    let _ = std::fs::remove_file(&path);
+}
