@@ -24,11 +24,17 @@ pub async fn run(port: u16) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     let listen = pick_listen(port);
+    let metrics_listen = pick_listen(9187);
     let text = format!(
         r#"
 [server]
 listen = "{listen}"
 shutdown_timeout_ms = 5000
+admin_users = ["demo"]
+metrics_listen = "{metrics_listen}"
+
+[slow_query]
+threshold_ms = 200
 
 [pool]
 mode = "transaction"
@@ -66,6 +72,9 @@ replicas = ["{r1}", "{r2}"]
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = proxy.local_addr().map_err(|e| e.to_string())?;
+    let metrics = proxy
+        .metrics_addr()
+        .map_or_else(String::new, |a| a.to_string());
     let members: Vec<String> = std::iter::once(&cluster.primary)
         .chain(cluster.replicas.iter())
         .map(|m| format!("{} on port {}", m.name, m.port))
@@ -80,6 +89,9 @@ replicas = ["{r1}", "{r2}"]
          \x20   BEGIN; INSERT INTO items (name) VALUES ('x'); COMMIT;\n\
          \x20   SHOW application_name;                -- your own settings follow you\n\
          \x20   pgbench -i postgresql://demo:demo@{addr}/demo && pgbench -c 20 -T 10 -S postgresql://demo:demo@{addr}/demo\n\n\
+         Admin console (SHOW POOLS, SHOW QUERIES, SHOW SLOW, SHOW REPLICAS, SHOW HELP, ...):\n\
+         \x20   psql postgresql://demo:demo@{addr}/lagoon -c 'SHOW QUERIES'\n\
+         Metrics: curl http://{metrics}/metrics   (queries over 200 ms are logged to stderr)\n\n\
          Press Ctrl-C to stop Lagoon and the cluster (the temporary data is removed).",
         members.join(", ")
     );
