@@ -7,30 +7,34 @@ use std::time::SystemTime;
 use super::result_set::{INT, ResultSet, TEXT, timestamp, wait_split};
 use crate::app::Shared;
 use crate::client::registry::ClientState;
+use crate::protocol::messages::encode::ColumnType;
+
+/// PgBouncer's columns for a connection, the same for `SHOW CLIENTS` and `SHOW SERVERS`.
+pub(super) const CONNECTION_COLUMNS: &[(&str, ColumnType)] = &[
+    ("type", TEXT),
+    ("user", TEXT),
+    ("database", TEXT),
+    ("state", TEXT),
+    ("addr", TEXT),
+    ("port", INT),
+    ("local_addr", TEXT),
+    ("local_port", INT),
+    ("connect_time", TEXT),
+    ("request_time", TEXT),
+    ("wait", INT),
+    ("wait_us", INT),
+    ("close_needed", INT),
+    ("ptr", INT),
+    ("link", INT),
+    ("remote_pid", INT),
+    ("tls", TEXT),
+    ("application_name", TEXT),
+    ("prepared_statements", INT),
+];
 
 pub fn show(shared: &Shared) -> ResultSet {
     let now = SystemTime::now();
-    let mut rs = ResultSet::new(&[
-        ("type", TEXT),
-        ("user", TEXT),
-        ("database", TEXT),
-        ("state", TEXT),
-        ("addr", TEXT),
-        ("port", INT),
-        ("local_addr", TEXT),
-        ("local_port", INT),
-        ("connect_time", TEXT),
-        ("request_time", TEXT),
-        ("wait", INT),
-        ("wait_us", INT),
-        ("close_needed", INT),
-        ("ptr", INT),
-        ("link", INT),
-        ("remote_pid", INT),
-        ("tls", TEXT),
-        ("application_name", TEXT),
-        ("prepared_statements", INT),
-    ]);
+    let mut rs = ResultSet::new(CONNECTION_COLUMNS);
     for e in shared.client_registry.all() {
         let state = e.state();
         let request = e.request_time();

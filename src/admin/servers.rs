@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::result_set::{INT, ResultSet, TEXT, timestamp, wall};
+use super::result_set::{ResultSet, TEXT, timestamp, wall};
 use crate::app::Shared;
 use crate::pool::pool::ServerState;
 
@@ -16,28 +16,8 @@ pub fn show(shared: &Shared) -> ResultSet {
         .into_iter()
         .filter_map(|e| Some((e.server()?, (e.id, e.application_name.clone()))))
         .collect();
-    let mut rs = ResultSet::new(&[
-        ("type", TEXT),
-        ("user", TEXT),
-        ("database", TEXT),
-        ("state", TEXT),
-        ("addr", TEXT),
-        ("port", INT),
-        ("local_addr", TEXT),
-        ("local_port", INT),
-        ("connect_time", TEXT),
-        ("request_time", TEXT),
-        ("wait", INT),
-        ("wait_us", INT),
-        ("close_needed", INT),
-        ("ptr", INT),
-        ("link", INT),
-        ("remote_pid", INT),
-        ("tls", TEXT),
-        ("application_name", TEXT),
-        ("prepared_statements", INT),
-        ("member", TEXT),
-    ]);
+    let mut rs =
+        ResultSet::new(&[super::clients::CONNECTION_COLUMNS, &[("member", TEXT)]].concat());
     for pools in super::pools::clusters(shared).into_values() {
         for pool in pools {
             let (host, port) = pool.server_addr();

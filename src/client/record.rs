@@ -22,7 +22,26 @@ struct Context<'a> {
     member: &'a str,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The context of one session's records, for a request no server ran. Takes the
+    /// session's fields apart, so its timing queue can be drained meanwhile.
+    fn of(
+        shared: &'a crate::app::Shared,
+        db: &'a crate::stats::DbStats,
+        pool: &'a crate::pool::Pool,
+        params: &'a super::params::SessionParams,
+    ) -> Context<'a> {
+        Context {
+            stats: &shared.stats,
+            db,
+            user: &pool.user,
+            application_name: params.get("application_name").unwrap_or_default(),
+            std_strings: params.standard_strings(),
+            route: Route::Primary,
+            member: "",
+        }
+    }
+
     fn record(&self, p: &Pending, sqlstate: Option<[u8; 5]>) {
         if !p.executes {
             return;
@@ -73,13 +92,9 @@ impl Session<'_> {
             None => (Route::Primary, ""),
         };
         let ctx = Context {
-            stats: &self.shared.stats,
-            db: &self.db_stats,
-            user: &self.pool.user,
-            application_name: self.params.get("application_name").unwrap_or_default(),
-            std_strings: self.params.standard_strings(),
             route,
             member,
+            ..Context::of(self.shared, &self.db_stats, &self.pool, &self.params)
         };
         for p in self.timing.take_answered(now) {
             ctx.record(&p, None);
@@ -92,15 +107,7 @@ impl Session<'_> {
         if self.timing.is_empty() {
             return;
         }
-        let ctx = Context {
-            stats: &self.shared.stats,
-            db: &self.db_stats,
-            user: &self.pool.user,
-            application_name: self.params.get("application_name").unwrap_or_default(),
-            std_strings: self.params.standard_strings(),
-            route: Route::Primary,
-            member: "",
-        };
+        let ctx = Context::of(self.shared, &self.db_stats, &self.pool, &self.params);
         let sqlstate = <[u8; 5]>::try_from(code.code().as_bytes()).ok();
         for p in self.timing.take_all(Instant::now()) {
             ctx.record(&p, sqlstate);

@@ -157,6 +157,24 @@ async fn admin_client(proxy: &TestProxy) -> Client {
     proxy.connect_as(SCRAM_USER.0, SCRAM_USER.1, ADMIN_DB).await
 }
 
+const QUERIES: &[&str] = &[
+    "fingerprint",
+    "query",
+    "calls",
+    "total_ms",
+    "mean_ms",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "mean_pool_wait_ms",
+    "mean_server_ms",
+    "mean_client_ms",
+    "rows",
+    "errors",
+    "slow",
+];
+
 const POOLS: &[&str] = &[
     "database",
     "user",
@@ -358,23 +376,7 @@ async fn every_show_through_psql() {
     show(
         &proxy,
         "QUERIES",
-        &[
-            "fingerprint",
-            "query",
-            "calls",
-            "total_ms",
-            "mean_ms",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "max_ms",
-            "mean_pool_wait_ms",
-            "mean_server_ms",
-            "mean_client_ms",
-            "rows",
-            "errors",
-            "slow",
-        ],
+        QUERIES,
     )
     .await;
     show(
@@ -835,23 +837,7 @@ async fn show_queries_ranks_a_slow_fingerprint_first_and_show_slow_lists_it() {
     let queries = show(
         &proxy,
         "QUERIES",
-        &[
-            "fingerprint",
-            "query",
-            "calls",
-            "total_ms",
-            "mean_ms",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "max_ms",
-            "mean_pool_wait_ms",
-            "mean_server_ms",
-            "mean_client_ms",
-            "rows",
-            "errors",
-            "slow",
-        ],
+        QUERIES,
     )
     .await;
     let first = &queries.rows[0];
