@@ -92,6 +92,28 @@ struct Waiter {
     since: Instant,
 }
 
+/// A queued checkout in progress. Dropped while armed (the checkout was cancelled: client
+/// gone, KILL, shutdown), it leaves the queue; a connection already handed to it goes back
+/// to the pool instead of dying in the channel with its slot still counted.
+struct Waiting<'a> {
+    pool: &'a Arc<Pool>,
+    id: u64,
+    rx: oneshot::Receiver<Result<ServerConn, PoolError>>,
+    armed: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.pool.lock().waiters.retain(|w| w.id != self.id);
+        if let Ok(Ok(conn)) = self.rx.try_recv() {
+            self.pool.checkin(conn);
+        }
+    }
+}
+
 struct Down {
     retry_at: Instant,
     cause: String,
@@ -410,31 +432,42 @@ impl Pool {
                     Err(_) => return Err(PoolError::Closed(self.database.clone())),
                 }
             }
-            Plan::Wait(id, mut rx) => match tokio::time::timeout_at(deadline.into(), &mut rx).await
-            {
-                Ok(Ok(res)) => res?,
-                Ok(Err(_)) => return Err(PoolError::Closed(self.database.clone())),
-                Err(_) => {
-                    let mut st = self.lock();
-                    let before = st.waiters.len();
-                    st.waiters.retain(|w| w.id != id);
-                    if st.waiters.len() == before {
-                        // Already handed something under the lock: take it.
-                        drop(st);
-                        if let Ok(res) = rx.try_recv() {
-                            res?
+            Plan::Wait(id, rx) => {
+                let mut wait = Waiting {
+                    pool: self,
+                    id,
+                    rx,
+                    armed: true,
+                };
+                let waited = tokio::time::timeout_at(deadline.into(), &mut wait.rx).await;
+                // No await below: past here this checkout settles the wait itself.
+                wait.armed = false;
+                let rx = &mut wait.rx;
+                match waited {
+                    Ok(Ok(res)) => res?,
+                    Ok(Err(_)) => return Err(PoolError::Closed(self.database.clone())),
+                    Err(_) => {
+                        let mut st = self.lock();
+                        let before = st.waiters.len();
+                        st.waiters.retain(|w| w.id != id);
+                        if st.waiters.len() == before {
+                            // Already handed something under the lock: take it.
+                            drop(st);
+                            if let Ok(res) = rx.try_recv() {
+                                res?
+                            } else {
+                                return Err(PoolError::Closed(self.database.clone()));
+                            }
                         } else {
-                            return Err(PoolError::Closed(self.database.clone()));
+                            self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                            return Err(PoolError::Timeout {
+                                database: self.database.clone(),
+                                waited_ms: started.elapsed().as_millis(),
+                            });
                         }
-                    } else {
-                        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Err(PoolError::Timeout {
-                            database: self.database.clone(),
-                            waited_ms: started.elapsed().as_millis(),
-                        });
                     }
                 }
-            },
+            }
         };
         self.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         let lent = LentInfo {

@@ -373,12 +373,7 @@ async fn every_show_through_psql() {
         ) >= 1
     );
 
-    show(
-        &proxy,
-        "QUERIES",
-        QUERIES,
-    )
-    .await;
+    show(&proxy, "QUERIES", QUERIES).await;
     show(
         &proxy,
         "SLOW",
@@ -834,12 +829,7 @@ async fn show_queries_ranks_a_slow_fingerprint_first_and_show_slow_lists_it() {
         || async { !slow.recent().is_empty() },
     )
     .await;
-    let queries = show(
-        &proxy,
-        "QUERIES",
-        QUERIES,
-    )
-    .await;
+    let queries = show(&proxy, "QUERIES", QUERIES).await;
     let first = &queries.rows[0];
     assert_eq!(first["query"], "SELECT pg_sleep($1)", "{:?}", queries.rows);
     assert_eq!((int(first, "calls"), int(first, "slow")), (1, 1));

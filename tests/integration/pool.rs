@@ -496,3 +496,33 @@ async fn min_idle_opens_connections_ahead_of_demand() {
     );
     assert_eq!(waiting, 0);
 }
+
+/// A queued checkout cancelled just after a connection was handed to it (its client left,
+/// KILL, shutdown) gives that connection back: the pool keeps its slot, and the next checkout
+/// gets a server at once instead of timing out.
+#[tokio::test]
+async fn a_cancelled_waiter_does_not_lose_the_connection_handed_to_it() {
+    let proxy = start_proxy("size = 1\ncheckout_timeout_ms = 5000", "").await;
+    let client = proxy.connect().await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let pool = only_pool(&proxy);
+    let deadline = || Instant::now() + Duration::from_secs(5);
+    let held = pool.checkout(deadline()).await.expect("the one connection");
+    let waiter = tokio::spawn({
+        let pool = Arc::clone(&pool);
+        async move { pool.checkout(deadline()).await.map(drop) }
+    });
+    wait_for_waiters("the second checkout queued", &pool, 1).await;
+    // This test's runtime has one thread: the waiter cannot run between these two lines, so
+    // the connection sits in its channel when it is cancelled.
+    held.release();
+    waiter.abort();
+    assert!(waiter.await.expect_err("aborted").is_cancelled());
+    let again = tokio::time::timeout(Duration::from_secs(2), pool.checkout(deadline()))
+        .await
+        .expect("the connection came back to the pool, not lost with the cancelled waiter")
+        .expect("checkout");
+    again.release();
+    assert_eq!(pool.stats().active, 0);
+    client.simple_query("SELECT 2").await.unwrap();
+}
