@@ -525,6 +525,9 @@ impl Session<'_> {
                 if let Some(xact) = timing.server_message(tag, body, replaying) {
                     db_stats.xact_done(xact);
                 }
+                if matches!(tag, b'G' | b'Z') {
+                    timing.settle(tag, tracker.owed(), replaying);
+                }
                 if tag == b'S'
                     && let Some((name, value)) = body.and_then(parse::parameter_status)
                     && params.observe_reported(name, value)

@@ -62,6 +62,10 @@ pub struct Timing {
     unchecked: bool,
     /// Entries answered (ReadyForQuery scanned), at the front.
     answered: usize,
+    /// Requests still to be counted into the entry before them: an extended COPY FROM STDIN
+    /// has one ReadyForQuery for its Sync and the Sync after CopyDone (the server skips the
+    /// first, as `TxnTracker` does on CopyInResponse).
+    absorb: u32,
 }
 
 impl Timing {
@@ -105,6 +109,12 @@ impl Timing {
             _ => {}
         }
         if !owes {
+            return;
+        }
+        if self.absorb > 0 {
+            self.absorb -= 1;
+            self.batch_sql = None;
+            self.batch_executes = false;
             return;
         }
         let (sql, executes) = match (tag, body) {
@@ -203,6 +213,39 @@ impl Timing {
             _ => {}
         }
         None
+    }
+
+    /// Lines the queue up with the tracker after a server message: `owed` is what it says
+    /// the server still owes. On CopyInResponse the server has skipped the Syncs sent after
+    /// the COPY's Execute: their entries are folded into the COPY's (the next requests the
+    /// client sends are counted into it). After a ReadyForQuery more unanswered entries than
+    /// owed replies would never end: the oldest are dropped, unrecorded, so one mistake
+    /// cannot shift every later query's figures. `replaying`: see [`Self::server_message`].
+    pub fn settle(&mut self, tag: u8, owed: u32, replaying: bool) {
+        let unanswered = (self.pending.len() - self.answered) as u64;
+        let excess = unanswered.saturating_sub(u64::from(owed));
+        if excess == 0 {
+            return;
+        }
+        match tag {
+            b'G' => {
+                // Entries pushed for the skipped Syncs go; their requests' time counts in
+                // the COPY's entry, which ends with the last ReadyForQuery.
+                for _ in 0..excess {
+                    if self.pending.len() > self.answered + 1 {
+                        self.pending.pop_back();
+                    } else {
+                        self.absorb += 1;
+                    }
+                }
+            }
+            b'Z' if !replaying => {
+                let drop_from = self.answered;
+                let n = usize::try_from(excess).unwrap_or(usize::MAX);
+                self.pending.drain(drop_from..drop_from + n);
+            }
+            _ => {}
+        }
     }
 
     /// The request being re-sent starts its reply afresh: what its failed attempt said
@@ -453,5 +496,63 @@ mod tests {
         assert_eq!(done[0].sqlstate, Some(*b"42601"));
         t.shrink();
         assert_eq!(t.pending.capacity(), 0);
+    }
+
+    #[test]
+    fn an_extended_copy_is_one_entry_ending_at_its_last_ready_for_query() {
+        let mut t = Timing::default();
+        // Bind, Execute, Sync: the COPY; the server answers CopyInResponse and skips the Sync.
+        t.client_message(
+            b'P',
+            Some(&parse_body("", "COPY t FROM STDIN")),
+            false,
+            true,
+            |_| None,
+            &mut None,
+        );
+        t.client_message(b'E', Some(b"\0\0\0\0\0"), false, true, |_| None, &mut None);
+        t.client_message(b'S', None, true, true, |_| None, &mut None);
+        t.settle(b'G', 0, false);
+        // CopyData, CopyDone, Sync: the request the one ReadyForQuery answers.
+        t.client_message(b'S', None, true, true, |_| None, &mut None);
+        t.server_message(b'C', Some(b"COPY 3\0"), false);
+        t.server_message(b'Z', Some(b"I"), false);
+        t.settle(b'Z', 0, false);
+        let done: Vec<_> = t.take_answered(Instant::now()).collect();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (&done[0].sql[..], done[0].rows),
+            (&b"COPY t FROM STDIN"[..], 3)
+        );
+        assert!(t.is_empty());
+        // The next query lines up with its own reply.
+        t.client_message(
+            b'Q',
+            Some(&query("select 2")),
+            true,
+            true,
+            |_| None,
+            &mut None,
+        );
+        t.server_message(b'Z', Some(b"I"), false);
+        let done: Vec<_> = t.take_answered(Instant::now()).collect();
+        assert_eq!(&done[0].sql[..], b"select 2");
+    }
+
+    #[test]
+    fn entries_no_reply_will_end_are_dropped_at_the_next_ready_for_query() {
+        let mut t = Timing::default();
+        for q in ["a", "b", "c"] {
+            t.client_message(b'Q', Some(&query(q)), true, true, |_| None, &mut None);
+        }
+        t.server_message(b'Z', Some(b"I"), false);
+        // The tracker says nothing more is owed: "b" and "c" will never be answered.
+        t.settle(b'Z', 0, false);
+        assert_eq!(t.take_answered(Instant::now()).count(), 1);
+        assert!(t.is_empty());
+        // While a failed batch is being replayed the gap is expected: nothing is dropped.
+        t.client_message(b'Q', Some(&query("d")), true, true, |_| None, &mut None);
+        t.settle(b'Z', 0, true);
+        assert!(!t.is_empty());
     }
 }

@@ -192,3 +192,59 @@ async fn a_checkout_timeout_is_timed_as_pool_wait() {
     holder.simple_query("COMMIT").await.unwrap();
     let _ = std::fs::remove_file(&path);
 }
+
+/// An extended-protocol COPY FROM STDIN (tokio-postgres sends Bind, Execute, Sync, then the
+/// data, CopyDone and Sync; one ReadyForQuery answers) is one query, and the queries after it
+/// are recorded with their own text and rows.
+#[tokio::test]
+async fn an_extended_copy_counts_once_and_the_next_queries_line_up() {
+    use futures_util::SinkExt;
+    let proxy = start_proxy("size = 2", "").await;
+    let client = proxy.connect().await;
+    client
+        .batch_execute("CREATE TEMP TABLE copy_timing (v int)")
+        .await
+        .unwrap();
+    let sink = client.copy_in("COPY copy_timing FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\n2\n3\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 3);
+    for _ in 0..3 {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM copy_timing", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 3);
+    }
+    let stats = proxy.shared.stats.aggregate();
+    let find = |text: &str| {
+        stats
+            .top(100, lagoon::stats::Order::Calls)
+            .into_iter()
+            .find(|q| &*q.query == text)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {text:?} in {:?}",
+                    stats.top(100, lagoon::stats::Order::Calls)
+                )
+            })
+    };
+    eventually(
+        "the last query recorded",
+        Duration::from_secs(10),
+        || async {
+            stats
+                .top(100, lagoon::stats::Order::Calls)
+                .iter()
+                .any(|q| &*q.query == "SELECT count(*) FROM copy_timing" && q.calls == 3)
+        },
+    )
+    .await;
+    let copy = find("COPY copy_timing FROM STDIN");
+    assert_eq!((copy.calls, copy.rows), (1, 3));
+    let count = find("SELECT count(*) FROM copy_timing");
+    assert_eq!((count.calls, count.rows, count.errors), (3, 3, 0));
+}
