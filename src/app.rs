@@ -264,7 +264,11 @@ async fn maintain_pools(shared: Arc<Shared>) {
             _ = shared.shutdown.hard.cancelled() => return,
         }
         for pool in shared.pools.all() {
-            pool.maintain();
+            // PAUSE and KILL closed these on purpose (a DBA restarting Postgres): min_idle
+            // must not reopen them.
+            if !shared.pauses.is_paused(&pool.database) {
+                pool.maintain();
+            }
         }
         ticks += 1;
         if ticks % 10 == 0 {

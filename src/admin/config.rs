@@ -96,7 +96,7 @@ const KEYS: &[(&str, bool, Get)] = &[
     ("routing.read_your_writes", true, |c| {
         Some(c.routing.read_your_writes.to_string())
     }),
-    ("routing.write_functions", true, |c| {
+    ("routing.write_functions", false, |c| {
         list(&c.routing.write_functions)
     }),
     ("routing.primary_reads", true, |c| {

@@ -47,8 +47,16 @@ fn pools_of(shared: &Shared, db: Option<&str>) -> Vec<Arc<Pool>> {
     pools
 }
 
+/// Server connections in use or being opened: a checkout that passed the pause check just
+/// before PAUSE may still be connecting, and its client would run on the paused database.
 fn active(pools: &[Arc<Pool>]) -> usize {
-    pools.iter().map(|p| p.stats().active).sum()
+    pools
+        .iter()
+        .map(|p| {
+            let s = p.stats();
+            s.active + s.connecting
+        })
+        .sum()
 }
 
 fn close_idle(shared: &Shared, db: Option<&str>) -> usize {
@@ -113,6 +121,13 @@ pub async fn pause(ctx: &Ctx<'_>, db: Option<&str>, out: &mut BytesMut) -> Resul
 
 pub fn resume(shared: &Shared, db: Option<&str>, out: &mut BytesMut) -> Result<(), CommandError> {
     check(shared, db)?;
+    if db.is_some() && shared.pauses.all_paused() {
+        // Resuming one database of a global pause would report success and change nothing.
+        return Err(CommandError::new(
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "every database is paused (PAUSE without a database); RESUME without a database resumes them all",
+        ));
+    }
     shared.pauses.resume(db);
     tracing::info!(target = %what(db), "RESUME from the admin console");
     encode::command_complete(out, "RESUME");

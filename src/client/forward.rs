@@ -453,7 +453,7 @@ impl Session<'_> {
                 Err(_) => return Err(Exit::ClientGone),
             };
             self.timing.client_wrote();
-            self.db_stats.add_sent(n);
+            self.sent += n as u64;
             self.wire.replied = true;
             if self.to_client > 0 {
                 conn.read_buf.advance(n);

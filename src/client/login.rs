@@ -209,6 +209,15 @@ pub async fn login(
             user: user_name.to_owned(),
         }));
     };
+    // Authentication took round trips: a reload may have landed meanwhile. What follows (the
+    // cluster above all, which would otherwise be built from the old config and stay in the
+    // registry) comes from the config in force now; a user the reload removed is refused.
+    let config = shared.config.load_full();
+    let Some(user) = config.user(user.name.as_str()) else {
+        return Err(LoginError::Auth(AuthError::InvalidPassword {
+            user: user_name.to_owned(),
+        }));
+    };
 
     if db_name == config.server.admin_database {
         if !config.server.admin_users.iter().any(|a| a == user_name) {

@@ -184,6 +184,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         max_prepared: pool_cfg.max_prepared_statements,
         statements: Default::default(),
         timing: Default::default(),
+        received: 0,
+        sent: 0,
         wire: Default::default(),
         ask: Default::default(),
         pinned: None,

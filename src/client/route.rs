@@ -115,9 +115,11 @@ impl Route {
         })
     }
 
-    /// Keeps `old`'s read-your-writes state (a reload rebuilt the routing state).
-    pub fn carry_writes(&mut self, old: Route) {
+    /// Keeps `old`'s read-your-writes state and pending redirect (a reload rebuilt the
+    /// routing state between a refused read and its re-run).
+    pub fn carry_over(&mut self, old: Route) {
         self.rw = old.rw;
+        self.redirect = old.redirect;
     }
 
     /// The re-run of the request in flight goes to `to`.

@@ -107,6 +107,11 @@ pub struct Session<'a> {
     pub max_prepared: usize,
     /// This client's named prepared statements.
     pub statements: ClientStatements,
+    /// Bytes read from / written to the client since they were last added to `db_stats`
+    /// (once per transaction: a shared counter per socket operation would bounce its cache
+    /// line between cores).
+    pub received: u64,
+    pub sent: u64,
     /// The requests in flight, timed (see [`super::timing`]).
     pub timing: super::timing::Timing,
     /// What sits between the two sockets while attached: see [`super::forward`].
@@ -153,6 +158,7 @@ impl Session<'_> {
     /// server (if still attached) rolled back and returned, or closed.
     pub async fn run(mut self) {
         let exit = self.run_loop().await;
+        self.flush_byte_counts();
         self.slot.set(None);
         // A client that leaves holding session state (pinned, or with state not yet checked)
         // must not leave it to the next client: its server is reset with DISCARD ALL.
@@ -196,6 +202,13 @@ impl Session<'_> {
                 return exit;
             }
         }
+    }
+
+    fn flush_byte_counts(&mut self) {
+        self.db_stats.add_bytes(
+            std::mem::take(&mut self.received),
+            std::mem::take(&mut self.sent),
+        );
     }
 
     fn terminate_pending(&self) -> bool {
@@ -243,6 +256,7 @@ impl Session<'_> {
             self.entry.set_state(ClientState::Idle);
             self.entry.set_server(None);
             self.timing.shrink();
+            self.flush_byte_counts();
         }
         if self.terminate_pending() {
             return Err(Exit::ClientGone);
@@ -266,7 +280,7 @@ impl Session<'_> {
         match read {
             Ok(0) | Err(_) => Err(Exit::ClientGone),
             Ok(n) => {
-                self.db_stats.add_received(n);
+                self.received += n as u64;
                 self.scan_client()
             }
         }
@@ -477,7 +491,7 @@ impl Session<'_> {
         let config = self.shared.config.load();
         let mut route = Route::new(self.shared, &config, &self.pool.database);
         if let (Some(new), Some(old)) = (route.as_mut(), self.route.take()) {
-            new.carry_writes(old);
+            new.carry_over(old);
         }
         self.route = route;
         self.pool = Arc::clone(&cluster.primary);
@@ -643,7 +657,7 @@ impl Session<'_> {
         }
         match self.client.try_read_buf(&mut self.cbuf) {
             Ok(0) => return Err(Exit::ClientGone),
-            Ok(n) => self.db_stats.add_received(n),
+            Ok(n) => self.received += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(Exit::ClientGone),
         }

@@ -26,6 +26,16 @@ use bytes::Bytes;
 use crate::protocol::messages::parse;
 use crate::stats::QueryTimer;
 
+/// Statement text kept per request: enough to fingerprint any real query shape (normalized
+/// text is cut at 4 KiB anyway), while a multi-megabyte INSERT costs no more than this to
+/// time, and a burst of them cannot fill the slow log's queue with copies.
+const MAX_SQL: usize = 16 * 1024;
+
+/// Copies at most [`MAX_SQL`] bytes of `text`.
+fn keep(text: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(&text[..text.len().min(MAX_SQL)])
+}
+
 /// The text recorded for a FunctionCall (it has no SQL).
 const FUNCTION_CALL: &[u8] = b"-- function call (fastpath)";
 /// The text recorded for a batch that binds the unnamed statement parsed in an earlier one.
@@ -35,7 +45,8 @@ const UNNAMED: &[u8] = b"-- unnamed prepared statement";
 #[derive(Debug)]
 pub struct Pending {
     pub timer: QueryTimer,
-    /// First statement text as sent (literals included; never logged as is unless asked).
+    /// First statement text as sent, up to [`MAX_SQL`] bytes (literals included; never
+    /// logged as is unless asked).
     pub sql: Bytes,
     pub rows: u64,
     pub sqlstate: Option<[u8; 5]>,
@@ -91,7 +102,7 @@ impl Timing {
                     .and_then(|(_, rest)| parse::cstr(rest))
                     .map(|(t, _)| t)
                 {
-                    self.batch_sql = Some(Bytes::copy_from_slice(text));
+                    self.batch_sql = Some(keep(text));
                 }
             }
             (b'B', Some(b)) if self.batch_sql.is_none() => {
@@ -118,10 +129,7 @@ impl Timing {
             return;
         }
         let (sql, executes) = match (tag, body) {
-            (b'Q', Some(b)) => (
-                Bytes::copy_from_slice(parse::cstr(b).map_or(b, |(t, _)| t)),
-                true,
-            ),
+            (b'Q', Some(b)) => (keep(parse::cstr(b).map_or(b, |(t, _)| t)), true),
             (b'F', _) => (Bytes::from_static(FUNCTION_CALL), true),
             _ => (
                 self.batch_sql.take().unwrap_or_default(),

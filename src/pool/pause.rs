@@ -70,6 +70,11 @@ impl Pauses {
         });
     }
 
+    /// `PAUSE` without a database is in force.
+    pub fn all_paused(&self) -> bool {
+        self.any.load(Ordering::Relaxed) && self.state.lock().unwrap_or_else(|p| p.into_inner()).all
+    }
+
     /// Requests for `database` must wait.
     pub fn is_paused(&self, database: &str) -> bool {
         if !self.any.load(Ordering::Relaxed) {

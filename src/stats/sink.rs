@@ -112,12 +112,14 @@ impl DbStats {
         self.server_assignments.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn add_received(&self, n: usize) {
-        self.received.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub fn add_sent(&self, n: usize) {
-        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+    /// Bytes a session read from and wrote to its client since it last said.
+    pub fn add_bytes(&self, received: u64, sent: u64) {
+        if received > 0 {
+            self.received.fetch_add(received, Ordering::Relaxed);
+        }
+        if sent > 0 {
+            self.sent.fetch_add(sent, Ordering::Relaxed);
+        }
     }
 }
 
@@ -189,6 +191,14 @@ impl Stats {
             *settings = (target, sq.max_lines_per_second);
         }
         drop(settings);
+        // A database the reload added gets its own threshold from its first query on.
+        for db in &config.databases {
+            self.database_with(
+                &db.name,
+                db.effective_slow_query_threshold(sq),
+                db.slow_query_threshold_ms.is_some(),
+            );
+        }
         for entry in self.databases.iter() {
             let db = config.database(entry.key());
             let own = db.and_then(|d| d.slow_query_threshold_ms).is_some();
