@@ -99,6 +99,7 @@ impl Session<'_> {
         for p in self.timing.take_answered(now) {
             ctx.record(&p, None);
         }
+        self.flush_byte_counts();
     }
 
     /// Records every request in flight as failed with `code`: the proxy answered them itself

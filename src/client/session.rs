@@ -108,8 +108,8 @@ pub struct Session<'a> {
     /// This client's named prepared statements.
     pub statements: ClientStatements,
     /// Bytes read from / written to the client since they were last added to `db_stats`
-    /// (once per transaction: a shared counter per socket operation would bounce its cache
-    /// line between cores).
+    /// (as queries finish: a shared counter per socket operation would bounce its cache line
+    /// between cores).
     pub received: u64,
     pub sent: u64,
     /// The requests in flight, timed (see [`super::timing`]).
@@ -204,7 +204,7 @@ impl Session<'_> {
         }
     }
 
-    fn flush_byte_counts(&mut self) {
+    pub(super) fn flush_byte_counts(&mut self) {
         self.db_stats.add_bytes(
             std::mem::take(&mut self.received),
             std::mem::take(&mut self.sent),
@@ -256,6 +256,7 @@ impl Session<'_> {
             self.entry.set_state(ClientState::Idle);
             self.entry.set_server(None);
             self.timing.shrink();
+            // With per-query stats off nothing else adds them between transactions.
             self.flush_byte_counts();
         }
         if self.terminate_pending() {
