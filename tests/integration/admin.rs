@@ -281,27 +281,7 @@ async fn every_show_through_psql() {
     assert_eq!(server["link"], "", "an idle server has no client");
     assert!(int(server, "ptr") > 0 && int(server, "local_port") > 0);
 
-    let dbs = show(
-        &proxy,
-        "DATABASES",
-        &[
-            "name",
-            "host",
-            "port",
-            "database",
-            "force_user",
-            "pool_size",
-            "min_pool_size",
-            "reserve_pool",
-            "pool_mode",
-            "max_connections",
-            "current_connections",
-            "paused",
-            "disabled",
-            "replicas",
-        ],
-    )
-    .await;
+    let dbs = show(&proxy, "DATABASES", &DATABASES).await;
     let db = dbs.one(&[("name", DB)]);
     assert_eq!(
         (db["host"].as_str(), int(db, "port")),
