@@ -497,10 +497,7 @@ async fn only_admin_users_get_in() {
         .await
         .expect_err("a non-admin user is refused");
     assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err}");
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let msg = error_message(&err);
     assert!(
         msg.contains(MD5_USER.0) && msg.contains("server.admin_users"),
         "{msg}"
@@ -530,10 +527,7 @@ async fn errors_keep_the_session_and_extended_protocol_is_refused() {
         .await
         .expect_err("unknown command");
     assert_eq!(sqlstate(&err).as_deref(), Some("42601"), "{err}");
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let msg = error_message(&err);
     assert!(
         msg.contains("SHOW NONSENSE") && msg.contains("SHOW HELP"),
         "{msg}"
@@ -725,10 +719,7 @@ async fn pause_gives_up_after_shutdown_timeout_and_stays_paused() {
         .await
         .expect_err("PAUSE cannot finish");
     assert_eq!(sqlstate(&err).as_deref(), Some("55000"), "{err}");
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let msg = error_message(&err);
     assert!(
         msg.contains("1 server connection(s)") && msg.contains("stays paused"),
         "{msg}"

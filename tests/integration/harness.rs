@@ -293,6 +293,13 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
 }
 
+/// The message of a tokio-postgres error the server (or proxy) sent; empty for others.
+pub fn error_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default()
+}
+
 /// Checks a pgbench run: exit 0, every transaction processed, none failed.
 pub fn check_pgbench(what: &str, out: &std::process::Output, expected: u64) {
     let stdout = String::from_utf8_lossy(&out.stdout);
