@@ -152,14 +152,21 @@ impl Stats {
             enabled: AtomicBool::new(sq.enabled),
             default_threshold_us: AtomicU64::new(micros(sq.threshold())),
         };
+        stats.add_databases(config);
+        stats
+    }
+
+    /// Creates the figures of every database of `config` not yet known, each with its own
+    /// threshold (a session's first lookup would otherwise give it the global one).
+    fn add_databases(&self, config: &Config) {
+        let sq = &config.slow_query;
         for db in &config.databases {
-            stats.database_with(
+            self.database_with(
                 &db.name,
                 db.effective_slow_query_threshold(sq),
                 db.slow_query_threshold_ms.is_some(),
             );
         }
-        stats
     }
 
     /// Applies a reloaded `[slow_query]` and per-database thresholds. The fingerprint table
@@ -192,13 +199,7 @@ impl Stats {
         }
         drop(settings);
         // A database the reload added gets its own threshold from its first query on.
-        for db in &config.databases {
-            self.database_with(
-                &db.name,
-                db.effective_slow_query_threshold(sq),
-                db.slow_query_threshold_ms.is_some(),
-            );
-        }
+        self.add_databases(config);
         for entry in self.databases.iter() {
             let db = config.database(entry.key());
             let own = db.and_then(|d| d.slow_query_threshold_ms).is_some();
