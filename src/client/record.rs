@@ -79,18 +79,16 @@ impl Session<'_> {
     /// Records the requests whose replies have all reached the client.
     pub(super) fn finish_answered(&mut self) {
         let now = Instant::now();
-        let (route, member) = match self.server.as_ref() {
-            Some(conn) => {
-                let member = conn.pool().member.as_str();
-                let route = if member == "primary" {
-                    Route::Primary
-                } else {
-                    Route::Replica
-                };
-                (route, member)
-            }
-            None => (Route::Primary, ""),
+        // Where the router placed the server; without routing (or on the primary) it is the
+        // primary's.
+        let route = match self.route.as_ref().and_then(|r| r.on_replica()) {
+            Some(_) => Route::Replica,
+            None => Route::Primary,
         };
+        let member = self
+            .server
+            .as_ref()
+            .map_or("", |conn| conn.pool().member.as_str());
         let ctx = Context {
             route,
             member,
