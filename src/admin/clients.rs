@@ -60,7 +60,7 @@ pub fn show(shared: &Shared) -> ResultSet {
             e.id.into(),
             e.server().into(),
             0u64.into(),
-            "".into(),
+            (&e.tls).into(),
             (&e.application_name).into(),
             0u64.into(),
         ]);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use crate::net::Stream;
 
 use super::parser::{Command, Show};
 use super::{
@@ -21,7 +21,7 @@ use crate::protocol::sqlstate::{self, SqlState};
 pub struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     /// The admin client's socket: read-only here, to notice it leave during a long `PAUSE`.
-    pub stream: &'a TcpStream,
+    pub stream: &'a Stream,
     /// The admin client itself (`SHOW CLIENTS` lists it).
     pub entry: &'a ClientEntry,
 }
@@ -87,7 +87,7 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>, out: &mut BytesMut) -> Result<(),
                 Show::Pools => pools::show(shared),
                 Show::Clients => clients::show(shared),
                 Show::Servers => servers::show(shared),
-                Show::Databases => databases::show(shared, ctx.stream.local_addr().ok()),
+                Show::Databases => databases::show(shared, ctx.stream.tcp().local_addr().ok()),
                 Show::Replicas => replicas::show(shared),
                 Show::Stats => stats::show(shared),
                 Show::Queries => queries::show(shared),

@@ -41,13 +41,17 @@ const KEYS: &[(&str, bool, Get)] = &[
     ("server.client_login_timeout_ms", true, |c| {
         Some(c.server.client_login_timeout_ms.to_string())
     }),
-    ("tls.mode", false, |c| Some(c.tls.mode.to_string())),
-    ("tls.cert", false, |c| {
+    ("tls.mode", true, |c| Some(c.tls.mode.to_string())),
+    ("tls.cert", true, |c| {
         c.tls.cert.as_ref().map(|p| p.display().to_string())
     }),
-    ("tls.key", false, |c| {
+    ("tls.key", true, |c| {
         c.tls.key.as_ref().map(|p| p.display().to_string())
     }),
+    ("tls.ca", true, |c| {
+        c.tls.ca.as_ref().map(|p| p.display().to_string())
+    }),
+    ("tls.client_cert", true, |c| Some(c.tls.client_cert.to_string())),
     ("pool.mode", true, |c| Some(c.pool.mode.to_string())),
     ("pool.size", true, |c| Some(c.pool.size.to_string())),
     ("pool.min_idle", true, |c| Some(c.pool.min_idle.to_string())),
@@ -189,6 +193,19 @@ pub fn entries(config: &Config) -> Vec<Entry> {
             key("pool_mode"),
             Some(d.effective_pool_mode(&config.pool).to_string()),
             Some(config.pool.mode.to_string()),
+        );
+        add(
+            key("server_tls"),
+            Some(match d.server_tls {
+                Some(mode) => mode.to_string(),
+                None => d.primary_endpoint.url_tls.to_string(),
+            }),
+            Some(crate::config::ServerTlsMode::default().to_string()),
+        );
+        add(
+            key("server_tls_ca"),
+            d.server_tls_ca.as_ref().map(|p| p.display().to_string()),
+            None,
         );
         add(
             key("slow_query_threshold_ms"),

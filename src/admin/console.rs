@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::net::Stream;
 
 use super::commands::{self, Ctx, Failure};
 use super::parser;
@@ -141,7 +141,7 @@ fn shutting_down() -> End {
 /// startup packet.
 pub async fn serve(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut buf: BytesMut,
     entry: Arc<ClientEntry>,
 ) {
@@ -152,14 +152,14 @@ pub async fn serve(
     if let End::Fatal(code, message) = end {
         let mut out = BytesMut::new();
         encode::error(&mut out, Severity::Fatal, code, &message);
-        let _ = stream.write_all(&out).await;
+        let _ = stream.send(&out).await;
     }
     let _ = stream.shutdown().await;
 }
 
 async fn run(
     shared: &Arc<Shared>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     entry: &ClientEntry,
 ) -> End {
@@ -189,7 +189,7 @@ async fn run(
                 }
             }
             if !out.is_empty() {
-                if stream.write_all(&out).await.is_err() {
+                if stream.send(&out).await.is_err() {
                     return End::Quiet;
                 }
                 out.clear();
@@ -211,7 +211,7 @@ async fn run(
 /// what came before it.
 async fn query(
     shared: &Arc<Shared>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     entry: &ClientEntry,
     text: &str,
     out: &mut BytesMut,
@@ -235,7 +235,7 @@ async fn query(
                     Err(Failure::ClientGone) => return Err(End::Quiet),
                     Err(Failure::Shutdown) => return Err(shutting_down()),
                 }
-                if stream.write_all(out).await.is_err() {
+                if stream.send(out).await.is_err() {
                     return Err(End::Quiet);
                 }
                 out.clear();

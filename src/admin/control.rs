@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use crate::net::Stream;
 
 use super::commands::{CommandError, Ctx, Failure};
 use crate::app::Shared;
@@ -72,9 +72,11 @@ fn what(db: Option<&str>) -> String {
 
 /// Resolves when the client's socket is closed (true) or has bytes waiting (false, and the
 /// caller stops watching: a pipelined next command is not a departure).
-async fn closed(stream: &TcpStream) -> bool {
+async fn closed(stream: &Stream) -> bool {
     let mut b = [0u8; 1];
-    matches!(stream.peek(&mut b).await, Ok(0) | Err(_))
+    // The socket underneath: on TLS any record (a close_notify too) counts as "bytes
+    // waiting", and a plain close still reads as 0.
+    matches!(stream.tcp().peek(&mut b).await, Ok(0) | Err(_))
 }
 
 pub async fn pause(ctx: &Ctx<'_>, db: Option<&str>, out: &mut BytesMut) -> Result<(), Failure> {

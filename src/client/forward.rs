@@ -146,8 +146,14 @@ impl Wire {
 impl Session<'_> {
     /// Writes to the server what it may have now: rewritten messages and raw runs, in order.
     pub(super) fn write_server(&mut self) -> Result<(), Exit> {
+        // TLS records a full socket left queued go first.
+        if let Some(conn) = self.server.as_mut()
+            && conn.stream.try_flush().is_err()
+        {
+            return self.server_failed();
+        }
         loop {
-            let Some(conn) = self.server.as_ref() else {
+            let Some(conn) = self.server.as_mut() else {
                 return Ok(());
             };
             let (buf, from_client) = if !self.wire.sout.is_empty() {
@@ -419,6 +425,10 @@ impl Session<'_> {
     /// Passes server bytes (and the proxy's own replies) to the client as far as its socket
     /// takes them now; releases the server once the reply is complete.
     pub(super) fn pump_client(&mut self) -> Result<(), Exit> {
+        // TLS records a full socket left queued go first.
+        if self.client.try_flush().is_err() {
+            return Err(Exit::ClientGone);
+        }
         loop {
             let Some(conn) = self.server.as_mut() else {
                 return Ok(());

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::params::SessionParams;
 use super::relay;
@@ -18,6 +16,7 @@ use crate::app::Shared;
 use crate::auth::{self, AuthError, Method, Secret};
 use crate::config::{AuthType, Config, PoolMode};
 use crate::error::{ClientFacing, ErrorKind};
+use crate::net::Stream;
 use crate::pool::{Pool, PoolError};
 use crate::protocol::messages::encode;
 use crate::protocol::sqlstate::{self, SqlState};
@@ -117,13 +116,19 @@ fn method(t: AuthType) -> Method {
 
 /// Runs login for a client that sent `msg`. On success the client has received
 /// AuthenticationOk, ParameterStatus, BackendKeyData and ReadyForQuery.
+///
+/// `channel_binding` is the `tls-server-end-point` data of the client's TLS connection (`None`
+/// in plaintext): with it SCRAM-SHA-256-PLUS is offered.
 pub async fn login(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     msg: &StartupMessage,
     shared: &Shared,
     key: (i32, i32),
+    channel_binding: Option<&[u8]>,
 ) -> Result<Login, LoginError> {
+    // Wired into authentication with SCRAM-SHA-256-PLUS.
+    let _ = channel_binding;
     let config = shared.config.load_full();
     let mut out = BytesMut::new();
 
@@ -136,7 +141,7 @@ pub async fn login(
         .collect();
     if msg.minor > 0 || !unsupported.is_empty() {
         encode::negotiate_protocol_version(&mut out, unsupported);
-        stream.write_all(&out).await?;
+        stream.send(&out).await?;
         out.clear();
     }
 
@@ -170,7 +175,7 @@ pub async fn login(
         Some(_) if method == Method::Trust => {
             let mut ok = BytesMut::new();
             encode::authentication_ok(&mut ok);
-            stream.write_all(&ok).await?;
+            stream.send(&ok).await?;
         }
         Some(u) => {
             let secret = match &u.secret {
@@ -225,7 +230,7 @@ pub async fn login(
         }
         let application_name = msg.get("application_name").unwrap_or_default();
         crate::admin::login_burst(&mut out, user_name, application_name, key);
-        stream.write_all(&out).await?;
+        stream.send(&out).await?;
         return Ok(Login::Admin(AdminLogin {
             user: user_name.to_owned(),
             database: db_name.to_owned(),
@@ -255,7 +260,7 @@ pub async fn login(
     }
     encode::backend_key_data(&mut out, key.0, key.1);
     encode::ready_for_query(&mut out, b'I');
-    stream.write_all(&out).await?;
+    stream.send(&out).await?;
 
     Ok(Login::Pooled(LoggedIn {
         cluster,

@@ -29,7 +29,8 @@ use crate::app::Shared;
 use crate::error::ClientFacing;
 use crate::protocol::messages::encode::{self, Severity};
 use crate::protocol::sqlstate;
-use handshake::Handshake;
+use crate::net::Stream;
+use handshake::{Failed, Handshake, Negotiated};
 
 /// Counts a connected client for max_client_conn; uncounts on drop.
 struct ClientSlot<'a>(&'a Shared);
@@ -40,7 +41,7 @@ impl Drop for ClientSlot<'_> {
     }
 }
 
-async fn send_fatal(stream: &mut TcpStream, err: &(dyn ClientFacing + Sync)) {
+async fn send_fatal(stream: &mut Stream, err: &(dyn ClientFacing + Sync)) {
     crate::metrics::count_error(err.kind());
     let mut out = BytesMut::new();
     encode::error(
@@ -49,17 +50,20 @@ async fn send_fatal(stream: &mut TcpStream, err: &(dyn ClientFacing + Sync)) {
         err.sqlstate(),
         &err.client_message(),
     );
-    let _ = stream.write_all(&out).await;
+    let _ = stream.send(&out).await;
     let _ = stream.shutdown().await;
 }
 
 /// Serves one client connection from accept to close.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let config = shared.config.load_full();
     let login_timeout = Duration::from_millis(config.server.client_login_timeout_ms);
     let mut buf = BytesMut::new();
-    let hs = match tokio::time::timeout(login_timeout, handshake::handshake(&mut stream, &mut buf))
-        .await
+    let hs = match tokio::time::timeout(
+        login_timeout,
+        handshake::handshake(tcp, &mut buf, &config.tls),
+    )
+    .await
     {
         Ok(r) => r,
         Err(_) => {
@@ -67,12 +71,23 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             return;
         }
     };
-    let msg = match hs {
-        Ok(Handshake::Startup(m)) => m,
-        Ok(Handshake::Closed) => return,
-        Ok(Handshake::Cancel {
-            process_id,
-            secret_key,
+    let (mut stream, msg, tls) = match hs {
+        Ok(Negotiated {
+            stream,
+            handshake: Handshake::Startup(m),
+            tls,
+        }) => (stream, m, tls),
+        Ok(Negotiated {
+            handshake: Handshake::Closed,
+            ..
+        }) => return,
+        Ok(Negotiated {
+            handshake:
+                Handshake::Cancel {
+                    process_id,
+                    secret_key,
+                },
+            ..
         }) => {
             if let Some(t) = shared.cancel.lookup(process_id, &secret_key) {
                 let send =
@@ -85,9 +100,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             }
             return;
         }
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "bad startup");
-            send_fatal(&mut stream, &e).await;
+        Err(Failed { stream, error }) => {
+            tracing::debug!(%peer, error = %error, "bad startup");
+            match stream {
+                Some(mut stream) => send_fatal(&mut stream, &error).await,
+                None => crate::metrics::count_error(error.kind()),
+            }
             return;
         }
     };
@@ -111,7 +129,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let cluster_generation = shared.pools.generation();
     let login = tokio::time::timeout(
         login_timeout,
-        login::login(&mut stream, &mut buf, &msg, &shared, key),
+        login::login(
+            &mut stream,
+            &mut buf,
+            &msg,
+            &shared,
+            key,
+            tls.as_ref().and_then(|t| t.channel_binding()),
+        ),
     )
     .await;
     let logged = match login {
@@ -119,7 +144,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         Ok(Ok(login::Login::Admin(admin))) => {
             let listed = shared.client_registry.register(registry::NewClient {
                 addr: peer,
-                local_addr: stream.local_addr().ok(),
+                local_addr: stream.tcp().local_addr().ok(),
+                tls: stream.tls_description(),
                 user: admin.user,
                 database: admin.database,
                 application_name: admin.application_name,
@@ -143,7 +169,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let database = logged.cluster.primary.database.clone();
     let listed = shared.client_registry.register(registry::NewClient {
         addr: peer,
-        local_addr: stream.local_addr().ok(),
+        local_addr: stream.tcp().local_addr().ok(),
+        tls: stream.tls_description(),
         user: logged.cluster.primary.user.clone(),
         database: database.clone(),
         application_name: logged

@@ -55,6 +55,8 @@ pub struct ClientEntry {
     pub user: String,
     pub database: String,
     pub application_name: String,
+    /// TLS version and cipher suite (`SHOW CLIENTS`' `tls`); empty in plaintext.
+    pub tls: String,
     /// The BackendKeyData process id the proxy gave it.
     pub process_id: i32,
     /// A console session rather than a pooled one.
@@ -76,6 +78,7 @@ pub struct NewClient {
     pub user: String,
     pub database: String,
     pub application_name: String,
+    pub tls: String,
     pub process_id: i32,
     pub admin: bool,
 }
@@ -149,6 +152,7 @@ impl ClientRegistry {
             user: c.user,
             database: c.database,
             application_name: c.application_name,
+            tls: c.tls,
             process_id: c.process_id,
             admin: c.admin,
             state: AtomicU8::new(ClientState::Idle as u8),
@@ -194,6 +198,7 @@ mod tests {
             user: "app".into(),
             database: db.into(),
             application_name: "psql".into(),
+            tls: String::new(),
             process_id: 7,
             admin,
         }

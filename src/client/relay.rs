@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::pool::{PooledConn, ServerConn};
 use crate::protocol::messages::{encode, parse};
@@ -44,7 +44,7 @@ pub async fn query_rows(
     let mut out = BytesMut::new();
     encode::query(&mut out, sql);
     conn.stream
-        .write_all(&out)
+        .send(&out)
         .await
         .map_err(|_| ReplayError::Broken)?;
     let mut tracker = TxnTracker::default();
@@ -88,7 +88,7 @@ pub async fn replay_each(conn: &mut ServerConn, sqls: &[String]) -> Result<Vec<b
         tracker.client_message(b'Q');
     }
     conn.stream
-        .write_all(&out)
+        .send(&out)
         .await
         .map_err(|_| ReplayError::Broken)?;
     let mut ok = vec![true; sqls.len()];
@@ -173,7 +173,7 @@ pub async fn cleanup(
             tracker.client_message(b'S');
         }
         if !out.is_empty() {
-            conn.stream.write_all(&out).await?;
+            conn.stream.send(&out).await?;
             out.clear();
         }
         drain(&mut conn, &mut tracker, |_, _| {}).await?;
@@ -186,7 +186,7 @@ pub async fn cleanup(
             tracker.client_message(b'Q');
         }
         if !out.is_empty() {
-            conn.stream.write_all(&out).await?;
+            conn.stream.send(&out).await?;
             drain(&mut conn, &mut tracker, |_, _| {}).await?;
             if reset {
                 // DISCARD ALL reset the settings and dropped every prepared statement.

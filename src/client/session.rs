@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::net::Stream;
 
 use super::forward::Wire;
 use super::params::SessionParams;
@@ -77,7 +77,7 @@ pub struct Session<'a> {
     pub entry: Arc<super::registry::ClientEntry>,
     /// The figures of this client's database (`SHOW STATS`, query metrics).
     pub db_stats: Arc<crate::stats::DbStats>,
-    pub client: TcpStream,
+    pub client: Stream,
     pub cbuf: BytesMut,
     /// Bytes at the front of `cbuf` already scanned (and counted by `tracker`) but not yet
     /// forwarded.
@@ -187,7 +187,7 @@ impl Session<'_> {
             crate::metrics::count_error(crate::error::ErrorKind::of_fatal(code));
             let mut out = BytesMut::new();
             encode::error(&mut out, Severity::Fatal, code, &msg);
-            let _ = self.client.write_all(&out).await;
+            let _ = self.client.send(&out).await;
         }
         let _ = self.client.shutdown().await;
     }
@@ -266,7 +266,7 @@ impl Session<'_> {
             if let Some(reply) = self.answer_locally() {
                 return self
                     .client
-                    .write_all(&reply)
+                    .send(&reply)
                     .await
                     .map_err(|_| Exit::ClientGone);
             }
@@ -570,7 +570,7 @@ impl Session<'_> {
         self.scanned = 0;
         self.tracker = TxnTracker::default();
         self.client
-            .write_all(&out)
+            .send(&out)
             .await
             .map_err(|_| Exit::ClientGone)
     }
@@ -585,15 +585,24 @@ impl Session<'_> {
             Some(t) if self.tracker.idle_in_transaction() => Some(Instant::now() + t),
             _ => None,
         };
+        // TLS can hold decrypted bytes the sockets' readiness cannot see: such a side is
+        // readable now.
+        let client_buffered = self.client.has_buffered_read();
+        let server_buffered = match self.server.as_mut() {
+            Some(conn) => conn.stream.has_buffered_read(),
+            None => return Ok(()),
+        };
         let event = {
             let Some(conn) = self.server.as_ref() else {
                 return Ok(());
             };
-            let server = &conn.stream;
-            let client = &self.client;
-            let to_server = self.wire.wants_write(self.scanned);
+            let server = conn.stream.tcp();
+            let client = self.client.tcp();
+            let to_server = self.wire.wants_write(self.scanned) || conn.stream.needs_flush();
             let unsent = self.scanned > 0 || !self.wire.sout.is_empty();
-            let to_client = self.to_client > 0 || !self.wire.client_out.is_empty();
+            let to_client = self.to_client > 0
+                || !self.wire.client_out.is_empty()
+                || self.client.needs_flush();
             // A routed read on a replica: what the client sends next waits until it is
             // answered and the server released, then is routed on its own (a write pipelined
             // behind the read must not reach the replica).
@@ -607,6 +616,8 @@ impl Session<'_> {
             // Each direction reads only once its previous chunk is fully written: memory stays
             // bounded and a slow reader slows its writer, as on a direct connection.
             tokio::select! {
+                _ = std::future::ready(()), if server_buffered && !to_client => Event::ServerReadable,
+                _ = std::future::ready(()), if client_buffered && !unsent && !hold_client => Event::ClientReadable,
                 r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
                 r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
@@ -752,7 +763,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Reads client bytes. Between requests the client holds no buffer at all: an idle client
 /// costs its task and socket, not a read buffer.
-async fn read_client(client: &mut TcpStream, cbuf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_client(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Result<usize> {
     if cbuf.is_empty() {
         if cbuf.capacity() > 0 {
             *cbuf = BytesMut::new();

@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 use tokio_postgres::config::{Host, SslMode};
 
+use super::kinds::ServerTlsMode;
+use crate::net::tls::Upstream;
+
 /// Where one member (primary or replica) of a database lives and how to log in there.
 /// `Debug` never prints the password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -23,6 +26,11 @@ pub struct Endpoint {
     pub password: Option<String>,
     /// The `options` startup parameter (e.g. `-c search_path=app`), sent as is.
     pub options: Option<String>,
+    /// The URL's own `sslmode` (`disable`, `prefer` when absent, or `require`); the
+    /// database's `server_tls` overrides it.
+    pub url_tls: ServerTlsMode,
+    /// TLS to this member, built from `server_tls` / `url_tls`; filled by validation.
+    pub tls: Upstream,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -34,6 +42,7 @@ impl std::fmt::Debug for Endpoint {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("options", &self.options)
+            .field("tls", &self.tls.mode)
             .finish()
     }
 }
@@ -65,13 +74,18 @@ pub(crate) fn parse(text: &str, default_dbname: &str) -> Result<Endpoint, String
         [port] => *port,
         _ => return Err("several ports in one URL: give one port per URL".to_owned()),
     };
-    if !matches!(cfg.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-        return Err(
-            "TLS to servers is not implemented yet in this build; remove sslmode or set \
-             sslmode=disable"
-                .to_owned(),
-        );
-    }
+    let url_tls = match cfg.get_ssl_mode() {
+        SslMode::Disable => ServerTlsMode::Disable,
+        SslMode::Prefer => ServerTlsMode::Prefer,
+        SslMode::Require => ServerTlsMode::Require,
+        _ => {
+            return Err(
+                "unsupported sslmode: use disable, prefer or require here, or the database's \
+                 server_tls (verify-ca, verify-full) with server_tls_ca"
+                    .to_owned(),
+            );
+        }
+    };
     let password = match cfg.get_password() {
         None => None,
         Some(bytes) => Some(
@@ -95,5 +109,7 @@ pub(crate) fn parse(text: &str, default_dbname: &str) -> Result<Endpoint, String
         user,
         password,
         options: cfg.get_options().map(str::to_owned),
+        url_tls,
+        tls: Upstream::disabled(),
     })
 }

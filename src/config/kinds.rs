@@ -49,13 +49,46 @@ config_enum! {
 config_enum! {
     /// Client-side TLS (`tls.mode`).
     TlsMode {
-        /// Plaintext only. The default, and the only mode this build accepts.
+        /// Plaintext only: SSLRequest is answered `N`. The default.
         #[default]
         Disable = "disable",
-        /// TLS when the client asks for it.
+        /// TLS when the client asks for it (SSLRequest or direct TLS), plaintext otherwise.
         Allow = "allow",
-        /// Refuse clients that do not use TLS.
+        /// Refuse clients that do not use TLS (`28000` naming this setting).
         Require = "require",
+    }
+}
+
+config_enum! {
+    /// Whether clients must present a certificate signed by `tls.ca` (`tls.client_cert`).
+    ClientCertMode {
+        /// No client certificate is asked for. The default.
+        #[default]
+        None = "none",
+        /// Asked for; a client without one is let in, a client with one not signed by the CA
+        /// is refused during the handshake.
+        Optional = "optional",
+        /// A certificate signed by the CA is required.
+        Require = "require",
+    }
+}
+
+config_enum! {
+    /// TLS from the proxy to a database's servers (`databases.server_tls`), libpq's `sslmode`
+    /// words.
+    ServerTlsMode {
+        /// Plaintext.
+        Disable = "disable",
+        /// TLS when the server offers it, without verifying its certificate; plaintext when it
+        /// does not. The default (as libpq's).
+        #[default]
+        Prefer = "prefer",
+        /// TLS or no connection; the certificate is not verified.
+        Require = "require",
+        /// TLS, and the certificate must chain to `server_tls_ca`; the host name is not checked.
+        VerifyCa = "verify-ca",
+        /// TLS, the certificate must chain to `server_tls_ca` and name the host in the URL.
+        VerifyFull = "verify-full",
     }
 }
 

@@ -14,7 +14,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::endpoint::Endpoint;
-pub use super::kinds::{AuthType, NoReplica, PoolMode, RoutingStrategy, SessionFeatures, TlsMode};
+pub use super::kinds::{
+    AuthType, ClientCertMode, NoReplica, PoolMode, RoutingStrategy, ServerTlsMode,
+    SessionFeatures, TlsMode,
+};
 use crate::auth::Secret;
 
 /// The whole configuration file.
@@ -23,7 +26,7 @@ use crate::auth::Secret;
 pub struct Config {
     /// `[server]`: the client-facing listener and process-wide limits.
     pub server: ServerConfig,
-    /// `[tls]`: client-side TLS (not implemented yet; must be `disable`).
+    /// `[tls]`: TLS between clients and the proxy (server side: `databases.server_tls`).
     pub tls: TlsConfig,
     /// `[pool]`: server connection pools, one per (member, database, user).
     pub pool: PoolConfig,
@@ -114,17 +117,28 @@ impl ServerConfig {
     }
 }
 
-/// `[tls]`: TLS between clients and the proxy. Not implemented yet (a later issue): validation
-/// refuses any `mode` other than `disable`, so nobody believes they have TLS when they do not.
+/// `[tls]`: TLS between clients and the proxy. Every key here is applied by a reload to
+/// connections accepted afterwards (and the files are re-read on every reload, so a rotated
+/// certificate is picked up); established connections keep their session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// `disable`, `allow` or `require`. Default `disable` (the only one accepted for now).
+    /// `disable` (SSLRequest answered `N`), `allow` (TLS when the client asks) or `require`
+    /// (plaintext logins refused with `28000`). Default `disable`.
     pub mode: TlsMode,
-    /// PEM certificate chain presented to clients. Default none.
+    /// PEM certificate chain presented to clients, leaf first. Required unless `disable`.
     pub cert: Option<PathBuf>,
-    /// PEM private key for `cert`. Default none.
+    /// PEM private key for `cert` (PKCS#8, PKCS#1 or SEC1). Required unless `disable`.
     pub key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to. Required by
+    /// `client_cert = "optional" | "require"`. Default none.
+    pub ca: Option<PathBuf>,
+    /// Ask clients for a certificate signed by `ca`: `none`, `optional` (checked when
+    /// presented) or `require`. Default `none`.
+    pub client_cert: ClientCertMode,
+    /// `cert`, `key` and `ca`, loaded; filled by validation when `mode` is not `disable`.
+    #[serde(skip)]
+    pub acceptor: Option<std::sync::Arc<crate::net::tls::Acceptor>>,
 }
 
 /// `[pool]`: server connection pools, one per (member, database, user).
@@ -403,6 +417,15 @@ pub struct DatabaseConfig {
     /// allow slower queries). Milliseconds; default: `slow_query.threshold_ms`.
     #[serde(default)]
     pub slow_query_threshold_ms: Option<u64>,
+    /// TLS from the proxy to this database's servers: `disable`, `prefer`, `require`,
+    /// `verify-ca` or `verify-full` (libpq's `sslmode` words). Default: each URL's own
+    /// `sslmode` (`disable`, `prefer` or `require`), else `prefer`.
+    #[serde(default)]
+    pub server_tls: Option<ServerTlsMode>,
+    /// PEM CA certificates the servers' certificates must chain to; required by
+    /// `server_tls = "verify-ca" | "verify-full"`. Default none.
+    #[serde(default)]
+    pub server_tls_ca: Option<PathBuf>,
     /// `primary`, parsed; filled by validation.
     #[serde(skip)]
     pub primary_endpoint: Endpoint,

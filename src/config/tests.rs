@@ -251,11 +251,12 @@ primary = "/var/run/postgresql"
         Some(8),
         "invalid type"
     ));
-    assert!(has(&p, "tls.mode", Some(10), "not implemented"));
+    assert!(has(&p, "tls.cert", Some(9), "required by tls.mode = \"require\""));
+    assert!(has(&p, "tls.key", Some(9), "required by tls.mode = \"require\""));
     assert!(has(&p, "users[0].password", Some(11), "missing"));
     assert!(has(&p, "databases[1].name", Some(17), "duplicate"));
     assert!(has(&p, "databases[1].primary", Some(18), ""));
-    assert_eq!(p.len(), 10, "{p:#?}");
+    assert_eq!(p.len(), 11, "{p:#?}");
 }
 
 #[test]
@@ -368,7 +369,7 @@ fn database_urls() {
         "host=/tmp",
         "postgres://a:5432,b:5432/appdb",
         "postgres:///appdb",
-        "postgres://h/appdb?sslmode=require",
+        "postgres://h/appdb?sslmode=verify-full",
         "host=h password=pw",
     ] {
         let p = one_problem(&db(bad));
@@ -455,14 +456,99 @@ fn server_password_fallback() {
     );
 }
 
+/// A self-signed certificate and its key, written as PEM files under a fresh temp dir.
+fn cert_files(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lagoon-config-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (dir, c, k)
+}
+
 #[test]
-fn tls_is_refused_until_implemented() {
-    let p = one_problem("[tls]\nmode = \"allow\"\n");
-    assert_eq!(
-        p.to_string(),
-        "line 2: tls.mode: TLS is not implemented yet in this build; set tls.mode = \"disable\""
-    );
-    ok("[tls]\nmode = \"disable\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+fn tls_loads_its_files_and_reports_bad_ones() {
+    let (dir, cert, key) = cert_files("load");
+    let text = |mode: &str, cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "[tls]\nmode = \"{mode}\"\ncert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let c = ok(&text("require", &cert, &key));
+    let acceptor = c.tls.acceptor.as_ref().expect("loaded");
+    assert!(acceptor.channel_binding().is_some(), "ECDSA P-256 binds");
+    // The same files load to an equal config; a rotated certificate does not.
+    assert_eq!(ok(&text("require", &cert, &key)), c);
+    let (dir2, cert2, key2) = cert_files("rotated");
+    std::fs::copy(&cert2, &cert).unwrap();
+    std::fs::copy(&key2, &key).unwrap();
+    assert_ne!(ok(&text("require", &cert, &key)), c);
+    // Disabled: nothing is loaded, the files need not exist.
+    let c = ok("[tls]\nmode = \"disable\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    assert!(c.tls.acceptor.is_none());
+
+    let missing = dir.join("nope.pem");
+    let p = problems(&text("allow", &missing, &missing));
+    assert!(has(&p, "tls.cert", Some(3), "cannot read"), "{p:#?}");
+    assert!(has(&p, "tls.key", Some(4), "cannot read"), "{p:#?}");
+    // A key file where the certificate should be, and the other way round.
+    let p = problems(&text("allow", &key, &cert));
+    assert!(has(&p, "tls.cert", Some(3), "no certificate"), "{p:#?}");
+    assert!(has(&p, "tls.key", Some(4), "no usable private key"), "{p:#?}");
+    // A key that does not belong to the certificate.
+    let (dir3, _, other_key) = cert_files("other");
+    let p = one_problem(&text("allow", &cert, &other_key));
+    assert!(p.message.contains("do not make a usable certificate and key"), "{p}");
+    // Client certificates need a CA.
+    let p = one_problem(&format!("{}client_cert = \"require\"\n", text("allow", &cert, &key)));
+    assert!(p.message.contains("needs tls.ca"), "{p}");
+    for d in [dir, dir2, dir3] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn server_tls_follows_the_url_unless_set_and_verify_needs_a_ca() {
+    use crate::config::ServerTlsMode;
+    let db = |extra: &str, url: &str| {
+        format!("[[databases]]\nname = \"appdb\"\nprimary = \"{url}\"\nreplicas = [\"postgres://r/appdb?sslmode=disable\"]\n{extra}")
+    };
+    let c = ok(&db("", "postgres://p/appdb"));
+    let d = &c.databases[0];
+    assert_eq!(d.primary_endpoint.tls.mode, ServerTlsMode::Prefer);
+    assert_eq!(d.replica_endpoints[0].tls.mode, ServerTlsMode::Disable);
+    let c = ok(&db("", "postgres://p/appdb?sslmode=require"));
+    assert_eq!(c.databases[0].primary_endpoint.tls.mode, ServerTlsMode::Require);
+    // server_tls wins over every URL.
+    let c = ok(&db("server_tls = \"require\"\n", "postgres://p/appdb?sslmode=disable"));
+    let d = &c.databases[0];
+    assert_eq!(d.primary_endpoint.tls.mode, ServerTlsMode::Require);
+    assert_eq!(d.replica_endpoints[0].tls.mode, ServerTlsMode::Require);
+    // verify-* without a CA: one problem for the database, not one per member.
+    let p = one_problem(&db("server_tls = \"verify-full\"\n", "postgres://p/appdb"));
+    assert_eq!(p.key.as_deref(), Some("databases[0].server_tls"));
+    assert!(p.message.contains("needs server_tls_ca"), "{p}");
+    let p = one_problem(&db(
+        "server_tls = \"verify-ca\"\nserver_tls_ca = \"/nonexistent/ca.pem\"\n",
+        "postgres://p/appdb",
+    ));
+    assert_eq!(p.key.as_deref(), Some("databases[0].server_tls_ca"));
+    assert!(p.message.contains("cannot read /nonexistent/ca.pem"), "{p}");
+    let (dir, cert, _) = cert_files("ca");
+    let c = ok(&db(
+        &format!("server_tls = \"verify-full\"\nserver_tls_ca = {:?}\n", cert.display().to_string()),
+        "postgres://p/appdb",
+    ));
+    assert_eq!(c.databases[0].primary_endpoint.tls.mode, ServerTlsMode::VerifyFull);
+    assert!(c.databases[0].primary_endpoint.tls.requires_tls());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

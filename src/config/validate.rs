@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::Problem;
 use super::document::{Locations, Parsed};
 use super::endpoint;
-use super::model::{AuthType, Config, TlsMode};
+use super::model::{AuthType, Config, DatabaseConfig, TlsMode};
 use crate::auth::Secret;
+use crate::net::tls::{Acceptor, Upstream};
 
 /// Smallest accepted `server.max_message_bytes`: below it ordinary queries cannot get through,
 /// which is a typo, not a policy.
@@ -87,12 +89,32 @@ impl Validator<'_> {
         }
     }
 
-    fn tls(&mut self, config: &Config) {
-        if config.tls.mode != TlsMode::Disable {
-            self.report(
-                "tls.mode",
-                "TLS is not implemented yet in this build; set tls.mode = \"disable\"",
-            );
+    /// Client-side TLS: the files are read and checked here, so `lagoon check` and a reload
+    /// report a bad certificate before anything uses it.
+    fn tls(&mut self, config: &mut Config) {
+        let tls = &mut config.tls;
+        tls.acceptor = None;
+        if tls.mode == TlsMode::Disable {
+            return;
+        }
+        let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+            for (name, missing) in [("tls.cert", tls.cert.is_none()), ("tls.key", tls.key.is_none())] {
+                if missing {
+                    self.report(
+                        name,
+                        format!("required by tls.mode = \"{}\" (a PEM file path)", tls.mode),
+                    );
+                }
+            }
+            return;
+        };
+        match Acceptor::load(cert, key, tls.ca.as_deref(), tls.client_cert) {
+            Ok(acceptor) => tls.acceptor = Some(Arc::new(acceptor)),
+            Err(problems) => {
+                for (name, message) in problems {
+                    self.report(name, message);
+                }
+            }
         }
     }
 
@@ -227,6 +249,40 @@ impl Validator<'_> {
                 match endpoint::parse(replica, &db.name) {
                     Ok(ep) => db.replica_endpoints.push(ep),
                     Err(message) => self.report(format!("{path}.replicas[{r}]"), message),
+                }
+            }
+            self.server_tls(db, &path);
+        }
+    }
+
+    /// Builds each member's server-side TLS: the database's `server_tls`, else the URL's
+    /// `sslmode`. One configuration per mode, shared by the members using it.
+    fn server_tls(&mut self, db: &mut DatabaseConfig, path: &str) {
+        let mut built: Vec<Upstream> = Vec::new();
+        let mut failed = Vec::new();
+        let ca = db.server_tls_ca.clone();
+        let explicit = db.server_tls;
+        let endpoints =
+            std::iter::once(&mut db.primary_endpoint).chain(db.replica_endpoints.iter_mut());
+        for ep in endpoints {
+            let mode = explicit.unwrap_or(ep.url_tls);
+            if let Some(u) = built.iter().find(|u| u.mode == mode) {
+                ep.tls = u.clone();
+                continue;
+            }
+            if failed.contains(&mode) {
+                continue;
+            }
+            match Upstream::build(mode, ca.as_deref()) {
+                Ok(u) => {
+                    ep.tls = u.clone();
+                    built.push(u);
+                }
+                Err(message) => {
+                    let key = if ca.is_none() { "server_tls" } else { "server_tls_ca" };
+                    self.report(format!("{path}.{key}"), message);
+                    // Reported once per database, not once per member.
+                    failed.push(mode);
                 }
             }
         }

@@ -120,6 +120,8 @@ impl Drop for Conn {
 /// Probes one member, keeping its connection between probes.
 pub(crate) struct Prober {
     config: tokio_postgres::Config,
+    /// The member's `server_tls` as tokio-postgres takes it; `None` under `disable`.
+    tls: Option<crate::net::tls::upstream::MakeTls>,
     conn: Option<Conn>,
 }
 
@@ -134,6 +136,11 @@ impl Prober {
             .dbname(&endpoint.dbname)
             .application_name(APPLICATION_NAME)
             .ssl_mode(SslMode::Disable);
+        // The same TLS as the pools: a server that only accepts TLS must not look down.
+        let tls = endpoint.tls.tokio_postgres().map(|(mode, make)| {
+            config.ssl_mode(mode);
+            make
+        });
         let (user, password) = match &endpoint.user {
             Some(u) => (u, endpoint.password.as_ref()),
             None => (&login.user, login.password.as_ref()),
@@ -145,7 +152,11 @@ impl Prober {
         if let Some(opts) = &endpoint.options {
             config.options(opts);
         }
-        Prober { config, conn: None }
+        Prober {
+            config,
+            tls,
+            conn: None,
+        }
     }
 
     /// One probe, finished within `timeout` (connecting included) or failed.
@@ -163,7 +174,7 @@ impl Prober {
             Some(conn) if !conn.client.is_closed() => conn,
             slot => {
                 *slot = None;
-                slot.insert(connect(&self.config, timeout).await?)
+                slot.insert(connect(&self.config, self.tls.clone(), timeout).await?)
             }
         };
         let sent_at = Instant::now();
@@ -194,16 +205,31 @@ impl Prober {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config, timeout: Duration) -> Result<Conn, ProbeError> {
+async fn connect(
+    config: &tokio_postgres::Config,
+    tls: Option<crate::net::tls::upstream::MakeTls>,
+    timeout: Duration,
+) -> Result<Conn, ProbeError> {
     let mut config = config.clone();
     config.connect_timeout(timeout);
+    match tls {
+        Some(tls) => spawn_connection(&config, tls).await,
+        None => spawn_connection(&config, NoTls).await,
+    }
+}
+
+/// Connects and runs the connection's driver on its own task. Ends when the client is
+/// dropped or the server goes away; the error is the probe's to report (its query fails).
+async fn spawn_connection<T>(config: &tokio_postgres::Config, tls: T) -> Result<Conn, ProbeError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|e| ProbeError::Connect(e.to_string()))?;
     let driver = tokio::spawn(async move {
-        // Ends when the client is dropped or the server goes away; the error is the probe's
-        // to report (its query fails), not this task's.
         let _ = connection.await;
     });
     Ok(Conn { client, driver })
@@ -291,8 +317,11 @@ mod tests {
                 user: primary_user.map(|(u, _)| u.to_owned()),
                 password: primary_user.map(|(_, p)| p.to_owned()),
                 options: None,
+                ..Endpoint::default()
             },
             replica_endpoints: Vec::new(),
+            server_tls: None,
+            server_tls_ca: None,
         }
     }
 

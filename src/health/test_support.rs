@@ -16,6 +16,7 @@ pub(crate) fn health(replicas: usize) -> Arc<Health> {
         user: None,
         password: None,
         options: None,
+        ..Endpoint::default()
     };
     let db = DatabaseConfig {
         name: "appdb".to_owned(),
@@ -26,6 +27,8 @@ pub(crate) fn health(replicas: usize) -> Arc<Health> {
         slow_query_threshold_ms: None,
         primary_endpoint: ep(5432),
         replica_endpoints: (0..replicas).map(|i| ep(5433 + i as u16)).collect(),
+        server_tls: None,
+        server_tls_ca: None,
     };
     Health::new(&Config::default(), &db)
 }

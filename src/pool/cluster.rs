@@ -196,6 +196,7 @@ pub fn target_at(ep: &Endpoint, user: &UserConfig) -> ServerTarget {
         user: login_user,
         password,
         database: ep.dbname.clone(),
+        tls: ep.tls.clone(),
     }
 }
 

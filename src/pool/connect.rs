@@ -2,19 +2,25 @@
 //! ParameterStatus / BackendKeyData preamble up to the first ReadyForQuery, all under one
 //! deadline. Also the CancelRequest side channel.
 //!
+//! TLS comes first when the database's `server_tls` asks for it: SSLRequest, then the rustls
+//! handshake with the verification `net::tls::Upstream` configured. A server that declines
+//! is used in plaintext only under `prefer`; a failed verification fails the connection.
+//!
 //! Only the IO is here; what to answer to which message is `auth::upstream` (sans-IO,
-//! unit-tested without sockets). Not here: TLS to servers (later), retries and backoff (the
-//! pool decides), replaying client session state (`client::params`).
+//! unit-tested without sockets). Not here: retries and backoff (the pool decides), replaying
+//! client session state (`client::params`).
 
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::upstream::{self, Login, Step, UpstreamError};
 use crate::error::{ClientFacing, ErrorKind};
+use crate::net::Stream;
 use crate::net::framed::{ReadError, read_message};
+use crate::net::tls::Upstream;
 use crate::protocol::sqlstate::{self, SqlState};
 
 /// Largest message we accept from a server during login. Real ones are tiny; this only bounds
@@ -23,6 +29,9 @@ const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
 /// `CancelRequest` code: 1234 << 16 | 5678.
 const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+
+/// SSLRequest: length 8, code 1234 << 16 | 5679.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
 /// Where and as whom to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +43,15 @@ pub struct ServerTarget {
     /// only answer md5 challenges. `None`: only trust works.
     pub password: Option<String>,
     pub database: String,
+    /// TLS to this server (`server_tls`).
+    pub tls: Upstream,
 }
 
 /// A logged-in server connection, ready for queries.
 #[derive(Debug)]
 pub struct ServerLogin {
     /// `set_nodelay(true)`: we write whole requests and want them out at once.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// ParameterStatus pairs, in the order received.
     pub params: Vec<(String, String)>,
     pub process_id: i32,
@@ -59,6 +70,10 @@ pub enum ConnectError {
     /// The whole login did not finish within the connect timeout.
     #[error("could not connect to server: no answer within pool.connect_timeout_ms")]
     Timeout,
+    /// TLS was required and could not be had: the server declined it, or its certificate did
+    /// not verify. The message names the server and the setting.
+    #[error("could not connect to server: {0}")]
+    Tls(String),
     /// The proxy could not log in (no or unusable password, bad SCRAM server signature).
     #[error("the proxy could not log in to the server {0}")]
     Auth(String),
@@ -170,18 +185,18 @@ async fn login_inner(
     let addr = format!("{}:{}", target.host, target.port);
     let io_err =
         |e: std::io::Error| ConnectError::Io(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(io_err)?;
-    stream.set_nodelay(true).map_err(io_err)?;
-
+    tcp.set_nodelay(true).map_err(io_err)?;
+    let mut stream = negotiate_tls(tcp, target, &addr).await?;
     let mut out = BytesMut::with_capacity(256);
     upstream::startup_message(&target.user, &target.database, startup_params, &mut out)?;
     let mut login = Login::new(&target.user, target.password.as_deref());
     let mut read_buf = BytesMut::with_capacity(1024);
     loop {
         if !out.is_empty() {
-            stream.write_all(&out).await.map_err(io_err)?;
+            stream.send(&out).await.map_err(io_err)?;
             out.clear();
         }
         let msg = match read_message(&mut stream, &mut read_buf, MAX_LOGIN_MESSAGE).await {
@@ -205,6 +220,61 @@ async fn login_inner(
             });
         }
     }
+}
+
+/// SSLRequest and the TLS handshake, as `target.tls` says. The answer is read one byte at a
+/// time, so nothing the server (or someone in between) sent after `S` is read as plaintext:
+/// it goes to the TLS layer, which refuses it (the CVE-2021-23222 class).
+async fn negotiate_tls(
+    mut tcp: TcpStream,
+    target: &ServerTarget,
+    addr: &str,
+) -> Result<Stream, ConnectError> {
+    let Some(config) = target.tls.client_config() else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mode = target.tls.mode;
+    let io_err =
+        |e: std::io::Error| ConnectError::Io(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
+    tcp.write_all(&SSL_REQUEST).await.map_err(io_err)?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(io_err)?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if !target.tls.requires_tls() => return Ok(Stream::Plain(tcp)),
+        b'N' => {
+            return Err(ConnectError::Tls(format!(
+                "{addr} does not accept TLS connections, and server_tls = \"{mode}\" requires \
+                 TLS (is ssl = on on the server?)"
+            )));
+        }
+        // A server too old to know SSLRequest answers with an ErrorResponse.
+        b'E' if !target.tls.requires_tls() => {
+            return Err(ConnectError::Protocol(format!(
+                "{addr} refused SSLRequest with an error: set server_tls = \"disable\" for it"
+            )));
+        }
+        other => {
+            return Err(ConnectError::Protocol(format!(
+                "{addr} answered SSLRequest with byte {other:#04x}, not S or N"
+            )));
+        }
+    }
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
+        ConnectError::Tls(format!(
+            "\"{}\" is not a valid host name for TLS verification (server_tls = \"{mode}\")",
+            target.host
+        ))
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            ConnectError::Tls(format!(
+                "TLS handshake with {addr} failed under server_tls = \"{mode}\": {e}"
+            ))
+        })?;
+    Ok(Stream::TlsToServer(Box::new(tls)))
 }
 
 /// Sends a CancelRequest (length, code 80877102, pid, key; 16 bytes with protocol 3.0's
@@ -359,6 +429,7 @@ mod tests {
             user: "app".into(),
             password: password.map(Into::into),
             database: "appdb".into(),
+            tls: Upstream::disabled(),
         }
     }
 
@@ -375,7 +446,7 @@ mod tests {
             assert_eq!(login.process_id, 77);
             assert_eq!(login.secret_key, [5, 6, 7, 8]);
             assert_eq!(&login.read_buf[..], b"Xleft");
-            assert!(login.stream.nodelay().unwrap());
+            assert!(login.stream.tcp().nodelay().unwrap());
             let startup = server.await.unwrap();
             assert_eq!(
                 &startup[4..],
@@ -458,6 +529,7 @@ mod tests {
             user: "u".into(),
             password: None,
             database: "d".into(),
+            tls: Upstream::disabled(),
         };
         let e = login(&target, &[], Duration::from_secs(5))
             .await

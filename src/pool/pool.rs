@@ -377,8 +377,8 @@ impl Pool {
                 return Err(PoolError::Closed(self.database.clone()));
             }
             let mut got = None;
-            while let Some(conn) = st.idle.pop() {
-                if self.reusable(&conn) {
+            while let Some(mut conn) = st.idle.pop() {
+                if self.reusable(&mut conn) {
                     got = Some(conn);
                     break;
                 }
@@ -481,7 +481,7 @@ impl Pool {
         Ok(PooledConn::new(conn, Arc::clone(self)))
     }
 
-    fn reusable(&self, conn: &ServerConn) -> bool {
+    fn reusable(&self, conn: &mut ServerConn) -> bool {
         conn.created.elapsed() < self.settings.load().lifetime && conn.is_healthy()
     }
 
@@ -504,7 +504,7 @@ impl Pool {
                 }
                 self.lock().down = None;
                 let now = Instant::now();
-                let local_addr = login.stream.local_addr().ok();
+                let local_addr = login.stream.tcp().local_addr().ok();
                 Ok(ServerConn {
                     local_addr,
                     stream: login.stream,
@@ -622,7 +622,7 @@ impl Pool {
             let mut expired = Vec::new();
             let idle = std::mem::take(&mut st.idle);
             let mut live = st.total;
-            for conn in idle {
+            for mut conn in idle {
                 let too_old = now.duration_since(conn.created) >= settings.lifetime;
                 let idle_long = now.duration_since(conn.last_used) >= settings.idle_timeout
                     && live > settings.min_idle;

@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 
 use crate::cancel::CancelTarget;
 
 /// A server connection, idle in a pool or lent to a client through a `PooledConn`.
 #[derive(Debug)]
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: crate::net::Stream,
     /// Bytes read from the server and not yet forwarded. Empty whenever the connection is idle.
     pub read_buf: BytesMut,
     pub created: Instant,
@@ -35,12 +34,8 @@ pub struct ServerConn {
 impl ServerConn {
     /// Non-blocking check that an idle connection is still usable: no EOF, no error and no
     /// unexpected bytes (an idle server only speaks to say it is going away).
-    pub fn is_healthy(&self) -> bool {
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-            Ok(_) => false,
-        }
+    pub fn is_healthy(&mut self) -> bool {
+        self.stream.is_silent()
     }
 }
 
@@ -48,6 +43,6 @@ impl Drop for ServerConn {
     /// Says goodbye before closing, so the server logs a clean disconnect rather than an
     /// unexpected EOF. Best effort and non-blocking: a full socket buffer just skips it.
     fn drop(&mut self) {
-        let _ = self.stream.try_write(&[b'X', 0, 0, 0, 4]);
+        self.stream.try_send(&[b'X', 0, 0, 0, 4]);
     }
 }

@@ -7,8 +7,11 @@
 //!   timeouts, `[slow_query]`, ...) or applied to what runs (pools, health monitors);
 //! - for clients that connect from now on: copied into a session at login (`pool.mode`,
 //!   `idle_transaction_timeout_ms`, routing limits, ...);
-//! - at restart: bound or built once at start (`listen`, `metrics_listen`, `[tls]`,
+//! - at restart: bound or built once at start (`listen`, `metrics_listen`,
 //!   `routing.write_functions`).
+//!
+//! `[tls]` applies to connections accepted from now on; its files are re-read by every reload
+//! (validation loads them), so a rotated certificate is a change even when no key is.
 //!
 //! Passwords and database URLs (which may hold passwords) are never printed: a line says a
 //! secret changed, and an address is shown as `user@host:port/dbname`.
@@ -71,6 +74,8 @@ show_display!(
     bool,
     crate::config::AuthType,
     crate::config::TlsMode,
+    crate::config::ClientCertMode,
+    crate::config::ServerTlsMode,
     crate::config::PoolMode,
     crate::config::SessionFeatures,
     crate::config::RoutingStrategy,
@@ -168,15 +173,27 @@ fn server(plan: &mut Plan, old: &Config, new: &Config) {
     keys!(plan, "server", o, n, NewClients, [max_message_bytes]);
 }
 
+/// Read at each accept: established connections keep their TLS session.
 fn tls(plan: &mut Plan, old: &Config, new: &Config) {
+    let (o, n) = (&old.tls, &new.tls);
     keys!(
         plan,
         "tls",
-        old.tls,
-        new.tls,
-        When::Restart,
-        [mode, cert, key]
+        o,
+        n,
+        When::Live,
+        [mode, cert, key, ca, client_cert]
     );
+    let same_keys = o.mode == n.mode
+        && o.cert == n.cert
+        && o.key == n.key
+        && o.ca == n.ca
+        && o.client_cert == n.client_cert;
+    if same_keys && o.acceptor != n.acceptor {
+        plan.applied.push(
+            "tls: certificate files changed, reloaded for new connections".to_owned(),
+        );
+    }
 }
 
 fn pool(plan: &mut Plan, old: &Config, new: &Config) {
@@ -321,6 +338,18 @@ fn databases(plan: &mut Plan, old: &Config, new: &Config) {
 fn database(plan: &mut Plan, o: &DatabaseConfig, n: &DatabaseConfig) {
     use When::*;
     let key = format!("databases.{}", n.name);
+    plan.key(
+        &format!("{key}.server_tls"),
+        &o.server_tls,
+        &n.server_tls,
+        Live,
+    );
+    plan.key(
+        &format!("{key}.server_tls_ca"),
+        &o.server_tls_ca,
+        &n.server_tls_ca,
+        Live,
+    );
     if o.primary_endpoint != n.primary_endpoint {
         plan.applied.push(format!(
             "{key}.primary: {}",
@@ -359,7 +388,11 @@ fn database(plan: &mut Plan, o: &DatabaseConfig, n: &DatabaseConfig) {
 fn endpoint_change(o: &Endpoint, n: &Endpoint) -> String {
     let (a, b) = (Place(o), Place(n));
     if a.to_string() == b.to_string() {
-        "password or options changed".to_owned()
+        if o.tls != n.tls {
+            "TLS settings or CA file changed".to_owned()
+        } else {
+            "password or options changed".to_owned()
+        }
     } else {
         format!("{a} -> {b}")
     }
