@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use crate::net::Stream;
+use bytes::BytesMut;
 
 use super::parser::{Command, Show};
 use super::{

@@ -51,7 +51,9 @@ const KEYS: &[(&str, bool, Get)] = &[
     ("tls.ca", true, |c| {
         c.tls.ca.as_ref().map(|p| p.display().to_string())
     }),
-    ("tls.client_cert", true, |c| Some(c.tls.client_cert.to_string())),
+    ("tls.client_cert", true, |c| {
+        Some(c.tls.client_cert.to_string())
+    }),
     ("pool.mode", true, |c| Some(c.pool.mode.to_string())),
     ("pool.size", true, |c| Some(c.pool.size.to_string())),
     ("pool.min_idle", true, |c| Some(c.pool.min_idle.to_string())),

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::net::Stream;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::net::Stream;
 
 use super::commands::{self, Ctx, Failure};
 use super::parser;

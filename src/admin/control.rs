@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use crate::net::Stream;
+use bytes::BytesMut;
 
 use super::commands::{CommandError, Ctx, Failure};
 use crate::app::Shared;

@@ -132,7 +132,10 @@ pub async fn handshake(
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 negotiations += 1;
                 if negotiations > 2 {
-                    return Err(fail(Some(Stream::Plain(tcp)), HandshakeError::TooManyRequests));
+                    return Err(fail(
+                        Some(Stream::Plain(tcp)),
+                        HandshakeError::TooManyRequests,
+                    ));
                 }
                 if !buf.is_empty() {
                     return Err(fail(Some(Stream::Plain(tcp)), HandshakeError::Pipelined));
@@ -250,9 +253,7 @@ async fn read_packet<S: AsyncRead + Unpin>(
             if buf.is_empty() {
                 return Ok(None);
             }
-            return Err(HandshakeError::Io(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
+            return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
 }

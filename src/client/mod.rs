@@ -27,9 +27,9 @@ use tokio::net::TcpStream;
 
 use crate::app::Shared;
 use crate::error::ClientFacing;
+use crate::net::Stream;
 use crate::protocol::messages::encode::{self, Severity};
 use crate::protocol::sqlstate;
-use crate::net::Stream;
 use handshake::{Failed, Handshake, Negotiated};
 
 /// Counts a connected client for max_client_conn; uncounts on drop.

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::Stream;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::net::Stream;
 
 use super::forward::Wire;
 use super::params::SessionParams;
@@ -264,11 +264,7 @@ impl Session<'_> {
         }
         if self.tracker.wants_server() || self.scanned >= ATTACH_AT {
             if let Some(reply) = self.answer_locally() {
-                return self
-                    .client
-                    .send(&reply)
-                    .await
-                    .map_err(|_| Exit::ClientGone);
+                return self.client.send(&reply).await.map_err(|_| Exit::ClientGone);
             }
             return self.attach().await;
         }
@@ -569,10 +565,7 @@ impl Session<'_> {
         self.cbuf.advance(self.scanned);
         self.scanned = 0;
         self.tracker = TxnTracker::default();
-        self.client
-            .send(&out)
-            .await
-            .map_err(|_| Exit::ClientGone)
+        self.client.send(&out).await.map_err(|_| Exit::ClientGone)
     }
 
     async fn attached_step(&mut self) -> Result<(), Exit> {
@@ -600,9 +593,8 @@ impl Session<'_> {
             let client = self.client.tcp();
             let to_server = self.wire.wants_write(self.scanned) || conn.stream.needs_flush();
             let unsent = self.scanned > 0 || !self.wire.sout.is_empty();
-            let to_client = self.to_client > 0
-                || !self.wire.client_out.is_empty()
-                || self.client.needs_flush();
+            let to_client =
+                self.to_client > 0 || !self.wire.client_out.is_empty() || self.client.needs_flush();
             // A routed read on a replica: what the client sends next waits until it is
             // answered and the server released, then is routed on its own (a write pipelined
             // behind the read must not reach the replica).

@@ -28,8 +28,8 @@ use std::path::Path;
 
 pub use model::{
     AuthType, ClientCertMode, Config, DatabaseConfig, Endpoint, NoReplica, PoolConfig, PoolMode,
-    RoutingConfig, RoutingStrategy, ServerConfig, ServerTlsMode, SessionFeatures,
-    SlowQueryConfig, TlsConfig, TlsMode, UserConfig,
+    RoutingConfig, RoutingStrategy, ServerConfig, ServerTlsMode, SessionFeatures, SlowQueryConfig,
+    TlsConfig, TlsMode, UserConfig,
 };
 
 /// One thing wrong with a config file.

@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 pub use super::endpoint::Endpoint;
 pub use super::kinds::{
-    AuthType, ClientCertMode, NoReplica, PoolMode, RoutingStrategy, ServerTlsMode,
-    SessionFeatures, TlsMode,
+    AuthType, ClientCertMode, NoReplica, PoolMode, RoutingStrategy, ServerTlsMode, SessionFeatures,
+    TlsMode,
 };
 use crate::auth::Secret;
 

@@ -251,8 +251,18 @@ primary = "/var/run/postgresql"
         Some(8),
         "invalid type"
     ));
-    assert!(has(&p, "tls.cert", Some(9), "required by tls.mode = \"require\""));
-    assert!(has(&p, "tls.key", Some(9), "required by tls.mode = \"require\""));
+    assert!(has(
+        &p,
+        "tls.cert",
+        Some(9),
+        "required by tls.mode = \"require\""
+    ));
+    assert!(has(
+        &p,
+        "tls.key",
+        Some(9),
+        "required by tls.mode = \"require\""
+    ));
     assert!(has(&p, "users[0].password", Some(11), "missing"));
     assert!(has(&p, "databases[1].name", Some(17), "duplicate"));
     assert!(has(&p, "databases[1].primary", Some(18), ""));
@@ -501,13 +511,23 @@ fn tls_loads_its_files_and_reports_bad_ones() {
     // A key file where the certificate should be, and the other way round.
     let p = problems(&text("allow", &key, &cert));
     assert!(has(&p, "tls.cert", Some(3), "no certificate"), "{p:#?}");
-    assert!(has(&p, "tls.key", Some(4), "no usable private key"), "{p:#?}");
+    assert!(
+        has(&p, "tls.key", Some(4), "no usable private key"),
+        "{p:#?}"
+    );
     // A key that does not belong to the certificate.
     let (dir3, _, other_key) = cert_files("other");
     let p = one_problem(&text("allow", &cert, &other_key));
-    assert!(p.message.contains("do not make a usable certificate and key"), "{p}");
+    assert!(
+        p.message
+            .contains("do not make a usable certificate and key"),
+        "{p}"
+    );
     // Client certificates need a CA.
-    let p = one_problem(&format!("{}client_cert = \"require\"\n", text("allow", &cert, &key)));
+    let p = one_problem(&format!(
+        "{}client_cert = \"require\"\n",
+        text("allow", &cert, &key)
+    ));
     assert!(p.message.contains("needs tls.ca"), "{p}");
     for d in [dir, dir2, dir3] {
         let _ = std::fs::remove_dir_all(d);
@@ -518,16 +538,24 @@ fn tls_loads_its_files_and_reports_bad_ones() {
 fn server_tls_follows_the_url_unless_set_and_verify_needs_a_ca() {
     use crate::config::ServerTlsMode;
     let db = |extra: &str, url: &str| {
-        format!("[[databases]]\nname = \"appdb\"\nprimary = \"{url}\"\nreplicas = [\"postgres://r/appdb?sslmode=disable\"]\n{extra}")
+        format!(
+            "[[databases]]\nname = \"appdb\"\nprimary = \"{url}\"\nreplicas = [\"postgres://r/appdb?sslmode=disable\"]\n{extra}"
+        )
     };
     let c = ok(&db("", "postgres://p/appdb"));
     let d = &c.databases[0];
     assert_eq!(d.primary_endpoint.tls.mode, ServerTlsMode::Prefer);
     assert_eq!(d.replica_endpoints[0].tls.mode, ServerTlsMode::Disable);
     let c = ok(&db("", "postgres://p/appdb?sslmode=require"));
-    assert_eq!(c.databases[0].primary_endpoint.tls.mode, ServerTlsMode::Require);
+    assert_eq!(
+        c.databases[0].primary_endpoint.tls.mode,
+        ServerTlsMode::Require
+    );
     // server_tls wins over every URL.
-    let c = ok(&db("server_tls = \"require\"\n", "postgres://p/appdb?sslmode=disable"));
+    let c = ok(&db(
+        "server_tls = \"require\"\n",
+        "postgres://p/appdb?sslmode=disable",
+    ));
     let d = &c.databases[0];
     assert_eq!(d.primary_endpoint.tls.mode, ServerTlsMode::Require);
     assert_eq!(d.replica_endpoints[0].tls.mode, ServerTlsMode::Require);
@@ -543,10 +571,16 @@ fn server_tls_follows_the_url_unless_set_and_verify_needs_a_ca() {
     assert!(p.message.contains("cannot read /nonexistent/ca.pem"), "{p}");
     let (dir, cert, _) = cert_files("ca");
     let c = ok(&db(
-        &format!("server_tls = \"verify-full\"\nserver_tls_ca = {:?}\n", cert.display().to_string()),
+        &format!(
+            "server_tls = \"verify-full\"\nserver_tls_ca = {:?}\n",
+            cert.display().to_string()
+        ),
         "postgres://p/appdb",
     ));
-    assert_eq!(c.databases[0].primary_endpoint.tls.mode, ServerTlsMode::VerifyFull);
+    assert_eq!(
+        c.databases[0].primary_endpoint.tls.mode,
+        ServerTlsMode::VerifyFull
+    );
     assert!(c.databases[0].primary_endpoint.tls.requires_tls());
     let _ = std::fs::remove_dir_all(dir);
 }

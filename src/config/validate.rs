@@ -98,7 +98,10 @@ impl Validator<'_> {
             return;
         }
         let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
-            for (name, missing) in [("tls.cert", tls.cert.is_none()), ("tls.key", tls.key.is_none())] {
+            for (name, missing) in [
+                ("tls.cert", tls.cert.is_none()),
+                ("tls.key", tls.key.is_none()),
+            ] {
                 if missing {
                     self.report(
                         name,
@@ -279,7 +282,11 @@ impl Validator<'_> {
                     built.push(u);
                 }
                 Err(message) => {
-                    let key = if ca.is_none() { "server_tls" } else { "server_tls_ca" };
+                    let key = if ca.is_none() {
+                        "server_tls"
+                    } else {
+                        "server_tls_ca"
+                    };
                     self.report(format!("{path}.{key}"), message);
                     // Reported once per database, not once per member.
                     failed.push(mode);

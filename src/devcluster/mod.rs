@@ -52,6 +52,21 @@ pub struct DevClusterOptions {
     pub reap_on_parent_exit: bool,
     /// Extra `postgresql.conf` lines, applied after ours (so they override them) on every member.
     pub extra_conf: Vec<String>,
+    /// Serve TLS (`ssl = on`) with this certificate and key on every member. Default none.
+    pub tls: Option<ServerTls>,
+}
+
+/// A PEM certificate (chain) and private key for the servers' `ssl = on`. `Debug` hides the key.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
 }
 
 impl Default for DevClusterOptions {
@@ -63,6 +78,7 @@ impl Default for DevClusterOptions {
             superuser_password: "lagoon-dev".to_owned(),
             reap_on_parent_exit: true,
             extra_conf: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -191,17 +207,32 @@ impl DevCluster {
             port,
             data_dir: servers.base_dir.join(name),
         };
+        let mut conf = opts.extra_conf.clone();
+        if opts.tls.is_some() {
+            // Postgres's defaults: server.crt and server.key in the data directory.
+            conf.insert(0, "ssl = on".to_owned());
+        }
+        let write_tls = |dir: &Path| -> Result<(), DevClusterError> {
+            if let Some(tls) = &opts.tls {
+                servers
+                    .runner
+                    .write_file(&dir.join("server.crt"), &tls.cert_pem)?;
+                servers
+                    .runner
+                    .write_file(&dir.join("server.key"), &tls.key_pem)?;
+            }
+            Ok(())
+        };
         let primary_dir = servers.base_dir.join("primary");
         servers.initdb(&primary_dir, &opts.superuser_password)?;
-        let primary = member(
-            "primary",
-            servers.start("primary", &primary_dir, &opts.extra_conf)?,
-        );
+        write_tls(&primary_dir)?;
+        let primary = member("primary", servers.start("primary", &primary_dir, &conf)?);
         let mut replicas = Vec::with_capacity(opts.replicas);
         for name in &names[1..] {
             let dir = servers.base_dir.join(name);
             servers.basebackup(primary.port, &dir)?;
-            replicas.push(member(name, servers.start(name, &dir, &opts.extra_conf)?));
+            write_tls(&dir)?;
+            replicas.push(member(name, servers.start(name, &dir, &conf)?));
         }
 
         let cluster = DevCluster {

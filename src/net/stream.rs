@@ -88,7 +88,9 @@ impl Stream {
             Stream::TlsToServer(s) => s.get_mut().1.process_new_packets(),
         };
         // An error is for the next read to report.
-        state.map_or(true, |st| st.plaintext_bytes_to_read() > 0 || st.peer_has_closed())
+        state.map_or(true, |st| {
+            st.plaintext_bytes_to_read() > 0 || st.peer_has_closed()
+        })
     }
 
     /// Whether TLS records are waiting to go out. Writes can leave some behind when the socket

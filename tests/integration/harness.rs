@@ -26,8 +26,21 @@ static CLUSTER: OnceLock<DevCluster> = OnceLock::new();
 
 /// The shared cluster, started on first use. Panics (failing the test) with the devcluster's
 /// own error when Postgres cannot be started: the tests need real servers.
+///
+/// The servers run with `ssl = on` (a certificate from [`crate::certs::pki`]), as managed
+/// Postgres does: Lagoon's default `server_tls = "prefer"` then encrypts every server
+/// connection the suite opens, and the TLS tests verify them against the test CA.
 pub fn cluster() -> &'static DevCluster {
-    CLUSTER.get_or_init(|| start_test_cluster(DevClusterOptions::default()))
+    CLUSTER.get_or_init(|| {
+        let pki = crate::certs::pki();
+        start_test_cluster(DevClusterOptions {
+            tls: Some(lagoon::devcluster::ServerTls {
+                cert_pem: pki.server_cert_pem.clone(),
+                key_pem: pki.server_key_pem.clone(),
+            }),
+            ..DevClusterOptions::default()
+        })
+    })
 }
 
 /// Starts a cluster with the test roles and the test database: what every test cluster has.

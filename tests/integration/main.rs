@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cancel;
+mod certs;
 mod cli;
 mod delay;
 mod drivers;
@@ -26,3 +27,4 @@ mod routing;
 mod session_state;
 mod shutdown;
 mod smoke;
+mod tls;

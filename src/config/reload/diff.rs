@@ -190,9 +190,8 @@ fn tls(plan: &mut Plan, old: &Config, new: &Config) {
         && o.ca == n.ca
         && o.client_cert == n.client_cert;
     if same_keys && o.acceptor != n.acceptor {
-        plan.applied.push(
-            "tls: certificate files changed, reloaded for new connections".to_owned(),
-        );
+        plan.applied
+            .push("tls: certificate files changed, reloaded for new connections".to_owned());
     }
 }
 

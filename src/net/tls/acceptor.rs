@@ -34,14 +34,22 @@ impl Acceptor {
         client_cert: ClientCertMode,
     ) -> Result<Acceptor, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
-        let cert_bytes = pem::read(cert).map_err(|e| problems.push(("tls.cert", e))).ok();
-        let key_bytes = pem::read(key).map_err(|e| problems.push(("tls.key", e))).ok();
-        let chain = cert_bytes
-            .as_deref()
-            .and_then(|b| pem::certificates(cert, b).map_err(|e| problems.push(("tls.cert", e))).ok());
-        let private = key_bytes
-            .as_deref()
-            .and_then(|b| pem::private_key(key, b).map_err(|e| problems.push(("tls.key", e))).ok());
+        let cert_bytes = pem::read(cert)
+            .map_err(|e| problems.push(("tls.cert", e)))
+            .ok();
+        let key_bytes = pem::read(key)
+            .map_err(|e| problems.push(("tls.key", e)))
+            .ok();
+        let chain = cert_bytes.as_deref().and_then(|b| {
+            pem::certificates(cert, b)
+                .map_err(|e| problems.push(("tls.cert", e)))
+                .ok()
+        });
+        let private = key_bytes.as_deref().and_then(|b| {
+            pem::private_key(key, b)
+                .map_err(|e| problems.push(("tls.key", e)))
+                .ok()
+        });
         let ca_bytes = match (client_cert, ca) {
             (ClientCertMode::None, _) => None,
             (_, None) => {
@@ -54,7 +62,9 @@ impl Acceptor {
             (_, Some(ca)) => pem::read(ca).map_err(|e| problems.push(("tls.ca", e))).ok(),
         };
         let roots = match (ca, &ca_bytes) {
-            (Some(ca), Some(b)) => pem::roots(ca, b).map_err(|e| problems.push(("tls.ca", e))).ok(),
+            (Some(ca), Some(b)) => pem::roots(ca, b)
+                .map_err(|e| problems.push(("tls.ca", e)))
+                .ok(),
             _ => None,
         };
         let (Some(chain), Some(private)) = (chain, private) else {

@@ -18,7 +18,12 @@ pub(crate) fn certificates(
 ) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a valid PEM certificate file: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "{} is not a valid PEM certificate file: {e}",
+                path.display()
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!(
             "{} holds no certificate (expected -----BEGIN CERTIFICATE-----)",

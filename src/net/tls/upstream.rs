@@ -64,10 +64,12 @@ impl Upstream {
                 })?;
                 let bytes = pem::read(ca)?;
                 let roots = pem::roots(ca, &bytes)?;
-                let webpki =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                        .build()
-                        .map_err(|e| format!("{}: cannot verify servers with it: {e}", ca.display()))?;
+                let webpki = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|e| format!("{}: cannot verify servers with it: {e}", ca.display()))?;
                 let verifier: Arc<dyn ServerCertVerifier> = if mode == ServerTlsMode::VerifyCa {
                     Arc::new(ChainOnly(webpki))
                 } else {
@@ -127,7 +129,9 @@ impl Eq for Upstream {}
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,7 +158,12 @@ impl ServerCertVerifier for NoChainCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -163,7 +172,12 @@ impl ServerCertVerifier for NoChainCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
