@@ -42,7 +42,7 @@ pub fn show(shared: &Shared) -> ResultSet {
                     s.id.into(),
                     holder.map(|h| h.0).into(),
                     s.remote_pid.into(),
-                    "".into(),
+                    s.tls.as_deref().unwrap_or("").into(),
                     holder.map_or("", |h| h.1.as_str()).into(),
                     s.prepared.into(),
                     (&pool.member).into(),

@@ -141,13 +141,14 @@ struct State {
 }
 
 /// A lent connection as [`Pool::servers`] reports it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LentInfo {
     created: Instant,
     lent_at: Instant,
     local_addr: Option<std::net::SocketAddr>,
     remote_pid: i32,
     prepared: usize,
+    tls: Option<Arc<str>>,
 }
 
 /// What a server connection is doing, in PgBouncer's words (`SHOW SERVERS` `state`).
@@ -186,6 +187,8 @@ pub struct ServerInfo {
     pub remote_pid: i32,
     /// Statements prepared on it (at lending time, for an active one).
     pub prepared: usize,
+    /// TLS version and cipher suite; `None` in plaintext.
+    pub tls: Option<Arc<str>>,
 }
 
 /// Counters readable without the lock (for SHOW POOLS and the metrics endpoint).
@@ -476,6 +479,7 @@ impl Pool {
             local_addr: conn.local_addr,
             remote_pid: conn.cancel.process_id,
             prepared: conn.statements.len(),
+            tls: conn.tls.clone(),
         };
         self.lock().lent.insert(conn.id, lent);
         Ok(PooledConn::new(conn, Arc::clone(self)))
@@ -507,6 +511,10 @@ impl Pool {
                 let local_addr = login.stream.tcp().local_addr().ok();
                 Ok(ServerConn {
                     local_addr,
+                    tls: login
+                        .stream
+                        .is_tls()
+                        .then(|| Arc::from(login.stream.tls_description())),
                     stream: login.stream,
                     read_buf: login.read_buf,
                     created: now,
@@ -700,6 +708,7 @@ impl Pool {
                 local_addr: l.local_addr,
                 remote_pid: l.remote_pid,
                 prepared: l.prepared,
+                tls: l.tls.clone(),
             })
             .collect();
         out.sort_by_key(|s| s.id);
@@ -711,6 +720,7 @@ impl Pool {
             local_addr: c.local_addr,
             remote_pid: c.cancel.process_id,
             prepared: c.statements.len(),
+            tls: c.tls.clone(),
         }));
         out.extend((0..st.connecting).map(|_| ServerInfo {
             id: None,
@@ -720,6 +730,7 @@ impl Pool {
             local_addr: None,
             remote_pid: 0,
             prepared: 0,
+            tls: None,
         }));
         out
     }

@@ -24,6 +24,9 @@ pub struct ServerConn {
     pub sql_prepared: Vec<(String, String)>,
     /// Process-unique id, for logs and `SHOW SERVERS`.
     pub id: u64,
+    /// TLS version and cipher suite, read once at connect (`SHOW SERVERS`); `None` in
+    /// plaintext.
+    pub tls: Option<Arc<str>>,
     /// The proxy's end of the connection, read once at connect (`SHOW SERVERS`).
     pub local_addr: Option<std::net::SocketAddr>,
     /// The server's BackendKeyData and address: where a client's CancelRequest goes while

@@ -136,8 +136,8 @@ async fn plaintext_is_refused_under_require_and_served_under_allow() {
             proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB)
         ))
         .await
-        .err()
-        .expect("plaintext must be refused");
+        .map(drop)
+        .expect_err("plaintext must be refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{e}");
     assert!(error_message(&e).contains("tls.mode = \"require\""), "{e}");
     // psql's sslmode=prefer (its default) gets TLS, so it works.
@@ -178,8 +178,8 @@ async fn a_wrong_ca_fails_verification() {
     assert!(stderr.contains("certificate verify failed"), "{stderr}");
     let e = tls_connect(&proxy, other.client_config(), false)
         .await
-        .err()
-        .expect("tokio-postgres must refuse it too");
+        .map(drop)
+        .expect_err("tokio-postgres must refuse it too");
     assert!(format!("{e:?}").contains("UnknownIssuer"), "{e:?}");
 }
 
@@ -228,8 +228,8 @@ async fn direct_tls_needs_alpn_postgresql() {
     no_alpn.alpn_protocols.clear();
     let e = tls_connect(&proxy, no_alpn, true)
         .await
-        .err()
-        .expect("direct TLS without ALPN must be refused");
+        .map(drop)
+        .expect_err("direct TLS without ALPN must be refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("08P01"), "{e}");
     assert!(error_message(&e).contains("ALPN"), "{e}");
     // Another application protocol fails the handshake itself.
@@ -346,8 +346,8 @@ async fn server_tls_verify_full_to_an_ssl_postgres() {
     let e = wrong
         .try_connect(&wrong.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
         .await
-        .err()
-        .expect("wrong CA");
+        .map(drop)
+        .expect_err("wrong CA");
     let msg = error_message(&e);
     assert_eq!(sqlstate(&e).as_deref(), Some("08004"), "{e}");
     assert!(
@@ -371,8 +371,8 @@ async fn server_tls_require_refuses_a_server_without_tls() {
     let e = proxy
         .try_connect(&proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
         .await
-        .err()
-        .expect("no TLS");
+        .map(drop)
+        .expect_err("no TLS");
     let msg = error_message(&e);
     assert!(
         msg.contains("does not accept TLS") && msg.contains("server_tls = \"require\""),
