@@ -1,7 +1,7 @@
 //! Authentication, both directions.
 //!
-//! - Clients logging in to the proxy (`client`): SCRAM-SHA-256, md5 or trust against the
-//!   configured users' [`Secret`]s. Unknown users run the same exchange and fail the same way as
+//! - Clients logging in to the proxy (`client`): SCRAM-SHA-256 (-PLUS over TLS), md5 or
+//!   trust against the configured users' [`Secret`]s. Unknown users run the same exchange and fail the same way as
 //!   a wrong password, so user names cannot be probed.
 //! - The proxy logging in to Postgres (`upstream`): which answer to build for which
 //!   `Authentication*` request. The socket side of that lives in `pool::connect`.
@@ -16,7 +16,7 @@ pub mod md5;
 pub mod scram;
 pub mod upstream;
 
-pub use client::authenticate_client;
+pub use client::{Authenticated, authenticate_client};
 
 use crate::error::{ClientFacing, ErrorKind};
 use crate::net::framed::ReadError;
@@ -29,7 +29,7 @@ pub enum Method {
     Trust,
     /// md5 challenge; falls back to SCRAM when the secret is a SCRAM verifier, as Postgres does.
     Md5,
-    /// SCRAM-SHA-256 without channel binding.
+    /// SCRAM-SHA-256; over TLS also SCRAM-SHA-256-PLUS (channel binding), as Postgres offers.
     ScramSha256,
 }
 

@@ -187,6 +187,7 @@ pub async fn login(
                 method,
                 secret.as_ref(),
                 &shared.mock_secret,
+                None,
             )
             .await?;
         }
@@ -197,8 +198,16 @@ pub async fn login(
             } else {
                 method
             };
-            auth::authenticate_client(stream, buf, user_name, method, None, &shared.mock_secret)
-                .await?;
+            auth::authenticate_client(
+                stream,
+                buf,
+                user_name,
+                method,
+                None,
+                &shared.mock_secret,
+                None,
+            )
+            .await?;
             return Err(LoginError::Auth(AuthError::InvalidPassword {
                 user: user_name.to_owned(),
             }));

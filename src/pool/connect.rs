@@ -331,11 +331,12 @@ mod tests {
                 method,
                 secret.as_ref(),
                 &[3; 32],
+                None,
             )
             .await;
             let mut out = Vec::new();
             match r {
-                Ok(()) => {
+                Ok(_) => {
                     out.extend(be_msg(b'S', b"server_version\x0015.4\0"));
                     out.extend(be_msg(b'K', &[0, 0, 0, 77, 5, 6, 7, 8]));
                     out.extend(be_msg(b'Z', b"I"));
