@@ -3,6 +3,9 @@
 //! - Clients logging in to the proxy (`client`): SCRAM-SHA-256 (-PLUS over TLS), md5 or
 //!   trust against the configured users' [`Secret`]s. Unknown users run the same exchange and fail the same way as
 //!   a wrong password, so user names cannot be probed.
+//! - Users without a `[[users]]` entry (`query`, when `[auth_query]` is on): their SCRAM
+//!   verifier or md5 hash is fetched from Postgres, and what their login proves
+//!   (`credential`: the ClientKey, or the hash) is what the proxy logs in to servers with.
 //! - The proxy logging in to Postgres (`upstream`): which answer to build for which
 //!   `Authentication*` request. The socket side of that lives in `pool::connect`.
 //!
@@ -12,7 +15,9 @@
 
 pub mod cache;
 mod client;
+pub mod credential;
 pub mod md5;
+pub mod query;
 pub mod scram;
 pub mod upstream;
 

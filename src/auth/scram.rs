@@ -15,6 +15,9 @@
 //!   downgrade attack signal and refused;
 //! - without TLS only `SCRAM-SHA-256` exists: `p=` is refused, `y` is fine.
 //!
+//! The client side with a ClientKey instead of a password (for auth_query users) is
+//! [`client`].
+//!
 //! Not here: which secret to use, unknown users, message framing (all in `auth::client`).
 
 use base64::Engine as _;
@@ -25,6 +28,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AuthError;
+
+pub mod client;
 
 /// Iterations for verifiers we build ourselves; Postgres's default `scram_iterations`.
 pub const DEFAULT_ITERATIONS: u32 = 4096;

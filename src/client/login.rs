@@ -166,6 +166,8 @@ pub async fn login(
         user.and_then(|u| u.auth_type)
             .unwrap_or(config.server.auth_type),
     );
+    // What an auth_query user's login proved, for the server logins.
+    let mut fetched = None;
     match user {
         Some(_) if method == Method::Trust => {
             let mut ok = BytesMut::new();
@@ -191,6 +193,26 @@ pub async fn login(
             )
             .await?;
         }
+        // Not configured: auth_query, when on, looks the user up on the database's primary
+        // (an unknown database gives it nowhere to look: the exchange below fails).
+        None if config.auth_query.enabled() && config.database(db_name).is_some() => {
+            let db = config
+                .database(db_name)
+                .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
+            fetched = Some(
+                auth::query::authenticate(
+                    stream,
+                    buf,
+                    user_name,
+                    &config,
+                    db,
+                    &shared.auth_query,
+                    &shared.mock_secret,
+                    None,
+                )
+                .await?,
+            );
+        }
         None => {
             // Trust still needs a configured user: run an exchange that must fail.
             let method = if method == Method::Trust {
@@ -213,20 +235,21 @@ pub async fn login(
             }));
         }
     }
-    let Some(user) = user else {
-        return Err(LoginError::Auth(AuthError::InvalidPassword {
-            user: user_name.to_owned(),
-        }));
-    };
     // Authentication took round trips: a reload may have landed meanwhile. What follows (the
     // cluster above all, which would otherwise be built from the old config and stay in the
-    // registry) comes from the config in force now; a user the reload removed is refused.
+    // registry) comes from the config in force now; a user the reload removed (or moved
+    // between `[[users]]` and auth_query) is refused.
     let config = shared.config.load_full();
-    let Some(user) = config.user(user.name.as_str()) else {
+    let user = config.user(user_name);
+    let still_valid = match &fetched {
+        None => user.is_some(),
+        Some(_) => user.is_none() && config.auth_query.enabled(),
+    };
+    if !still_valid {
         return Err(LoginError::Auth(AuthError::InvalidPassword {
             user: user_name.to_owned(),
         }));
-    };
+    }
 
     if db_name == config.server.admin_database {
         if !config.server.admin_users.iter().any(|a| a == user_name) {
@@ -244,7 +267,17 @@ pub async fn login(
     let db = config
         .database(db_name)
         .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
-    let cluster = shared.pools.get_or_create(&config, db, user);
+    let cluster = match (user, fetched) {
+        (Some(user), _) => shared.pools.get_or_create(&config, db, user),
+        (None, credential) => {
+            let cluster = shared.pools.get_or_create_fetched(&config, db, user_name);
+            // Every member's pool reads this slot: the replicas share the primary's pg_authid.
+            if let (Some(slot), Some(credential)) = (&cluster.credential, credential) {
+                slot.set(credential);
+            }
+            cluster
+        }
+    };
     let pool = Arc::clone(&cluster.primary);
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 
