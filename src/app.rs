@@ -233,7 +233,7 @@ fn start_monitor(
             shared.monitors.stop(&db.name);
             tracing::error!(
                 database = %db.name,
-                "no login to probe this database's members with (no user in its URL and no [[users]]); its replicas stay unused"
+                "no login to probe this database's members with (no user in its URL, no [[users]] and no usable [auth_query] login); its replicas stay unused"
             );
         }
     }
