@@ -3,7 +3,8 @@
 //! reports them, with the client's own settings; a proxy-made BackendKeyData; ReadyForQuery).
 //! No server connection is opened before the client has authenticated and its database is
 //! known; one is opened only if the pool has never logged in yet, to learn the server's
-//! parameters.
+//! parameters. A user without a `[[users]]` entry is looked up by auth_query when it is on
+//! (`auth::query`); what its login proved goes to its cluster's credential slot.
 
 use std::sync::Arc;
 use std::time::Instant;
