@@ -30,6 +30,8 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// SCRAM verifiers derived from plaintext passwords.
     pub verifiers: crate::auth::cache::VerifierCache,
+    /// Secrets fetched by auth_query, for `auth_query.cache_ttl_ms`.
+    pub auth_query: crate::auth::query::AuthQueryCache,
     /// Key for the fake SCRAM salts of unknown users: stable for this process, unguessable.
     pub mock_secret: [u8; 32],
     /// Named prepared statements by what they are, shared by all clients (see `prepared`).
@@ -88,6 +90,7 @@ impl Shared {
             shutdown: Shutdown::default(),
             clients: AtomicUsize::new(0),
             verifiers: Default::default(),
+            auth_query: Default::default(),
             mock_secret: rand::random(),
             statements: Default::default(),
             metrics_addr: OnceLock::new(),
@@ -230,7 +233,7 @@ fn start_monitor(
             shared.monitors.stop(&db.name);
             tracing::error!(
                 database = %db.name,
-                "no login to probe this database's members with (no user in its URL and no [[users]]); its replicas stay unused"
+                "no login to probe this database's members with (no user in its URL, no [[users]] and no usable [auth_query] login); its replicas stay unused"
             );
         }
     }

@@ -4,7 +4,8 @@
 //! client socket
 //!   -> net::listener        accept, max_client_conn, one task per client
 //!   -> client::handshake    SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
-//!   -> auth                 SCRAM-SHA-256 / md5 / trust against configured users
+//!   -> auth                 SCRAM-SHA-256(-PLUS) / md5 / trust against configured users,
+//!                           or against verifiers fetched by auth_query
 //!   -> client::session      the pooling loop, one request at a time
 //!        protocol::codec    frame client bytes; buffer a whole request (up to Sync or Query)
 //!        client::route      router::classify (read or write, cached per statement shape),

@@ -3,7 +3,7 @@
 //! `databases.<name>.<key>` and `users.<name>.<key>`. `changeable` says whether `RELOAD`
 //! applies a change (listen addresses and TLS need a restart).
 //!
-//! Secrets never appear: users' passwords are left out entirely, and a database URL that
+//! Secrets never appear: users' and `auth_query`'s passwords are left out entirely, and a database URL that
 //! carries a password is shown rebuilt from its parsed parts with the password masked.
 
 use super::result_set::{Cell, ResultSet, TEXT};
@@ -129,6 +129,17 @@ const KEYS: &[(&str, bool, Get)] = &[
     }),
     ("slow_query.top_queries", true, |c| {
         Some(c.slow_query.top_queries.to_string())
+    }),
+    // auth_query.password is never shown, like users' passwords.
+    ("auth_query.user", true, |c| Some(c.auth_query.user.clone())),
+    ("auth_query.query", true, |c| {
+        Some(c.auth_query.query.clone())
+    }),
+    ("auth_query.database", true, |c| {
+        Some(c.auth_query.database.clone())
+    }),
+    ("auth_query.cache_ttl_ms", true, |c| {
+        Some(c.auth_query.cache_ttl_ms.to_string())
     }),
 ];
 
@@ -289,7 +300,9 @@ fn encode(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::field_names;
-    use crate::config::{PoolConfig, RoutingConfig, ServerConfig, SlowQueryConfig, TlsConfig};
+    use crate::config::{
+        AuthQueryConfig, PoolConfig, RoutingConfig, ServerConfig, SlowQueryConfig, TlsConfig,
+    };
 
     const TEXT_CONFIG: &str = r#"
 [server]
@@ -300,6 +313,9 @@ size = 7
 name = "app"
 password = "user-secret-1"
 server_password = "server-secret-2"
+[auth_query]
+user = "lagoon_auth"
+password = "auth-secret-5"
 [[databases]]
 name = "appdb"
 primary = "postgres://owner:url-secret-3@db.internal:5433/real?options=-c%20x%3D1"
@@ -332,10 +348,15 @@ pool_size = 3
             ("pool", field_names::<PoolConfig>()),
             ("routing", field_names::<RoutingConfig>()),
             ("slow_query", field_names::<SlowQueryConfig>()),
+            ("auth_query", field_names::<AuthQueryConfig>()),
         ] {
             assert!(!fields.is_empty());
             for f in fields {
                 let key = format!("{section}.{f}");
+                if key == "auth_query.password" {
+                    assert!(!keys.contains(&key), "SHOW CONFIG shows {key}");
+                    continue;
+                }
                 assert!(keys.contains(&key), "SHOW CONFIG lacks {key}");
             }
         }
@@ -370,6 +391,7 @@ pool_size = 3
             "server-secret-2",
             "url-secret-3",
             "kv-secret-4",
+            "auth-secret-5",
         ] {
             assert!(!all.contains(secret), "{secret} leaked: {all}");
         }

@@ -13,7 +13,7 @@ use pgwire::messages::startup::Authentication;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::scram::{self, ScramServer, ScramVerifier};
+use super::scram::{ScramServer, ScramVerifier};
 use super::{AuthError, Method, Secret, md5};
 use crate::net::framed::read_message;
 use crate::protocol::codec::HEADER_LEN;
@@ -21,6 +21,24 @@ use crate::protocol::codec::HEADER_LEN;
 /// Largest message a client may send during authentication. SCRAM and md5 messages are a few
 /// hundred bytes; Postgres's own limit for them (`PG_MAX_AUTH_TOKEN_LENGTH`) is 65535.
 const MAX_AUTH_MESSAGE: usize = 8192;
+
+/// What a successful client authentication yields.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Authenticated {
+    /// ClientKey recovered from a successful SCRAM proof (None for md5/trust). With it the
+    /// proxy can log in to Postgres as this user by SCRAM without ever holding the password,
+    /// provided it also has the verifier the proof was checked against (auth_query).
+    pub client_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ClientKey logs in as the user: never print it.
+        f.debug_struct("Authenticated")
+            .field("client_key", &self.client_key.map(|_| ".."))
+            .finish()
+    }
+}
 
 /// Runs the authentication exchange with a client after its StartupMessage.
 ///
@@ -35,6 +53,10 @@ const MAX_AUTH_MESSAGE: usize = 8192;
 /// [`Secret::Md5`] no proof can succeed: the exchange runs and fails like a wrong password
 /// (a warning is logged for the operator), as Postgres does.
 ///
+/// `channel_binding` is the connection's `tls-server-end-point` data when the client is on
+/// TLS (`None` in plaintext): SCRAM then offers `SCRAM-SHA-256-PLUS` first, so a client with
+/// `channel_binding=require` can log in, and refuses a `y` flag as a downgrade.
+///
 /// Messages are read with `read_message(stream, read_buf, 8192)` and must be type `p`. On
 /// success writes AuthenticationOk (for SCRAM: SASLFinal then Ok) and flushes. Does NOT write
 /// an ErrorResponse on failure: the caller does.
@@ -45,13 +67,15 @@ pub async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
     method: Method,
     secret: Option<&Secret>,
     mock_secret: &[u8; 32],
-) -> Result<(), AuthError> {
+    channel_binding: Option<&[u8]>,
+) -> Result<Authenticated, AuthError> {
     let mut out = BytesMut::new();
+    let cb = channel_binding;
     let result = match (method, secret) {
-        (Method::Trust, Some(_)) => Ok(()),
+        (Method::Trust, Some(_)) => Ok(Authenticated::default()),
         (Method::Trust, None) => Err(AuthError::Rejected),
         (Method::Md5 | Method::ScramSha256, Some(Secret::Scram(v))) => {
-            run_scram(stream, read_buf, &mut out, v.clone(), true).await
+            run_scram(stream, read_buf, &mut out, v.clone(), true, cb).await
         }
         (Method::Md5, Some(Secret::Plain(pw))) => {
             run_md5(stream, read_buf, Some(&md5::md5_hash(user, pw))).await
@@ -60,7 +84,7 @@ pub async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
         (Method::Md5, None) => run_md5(stream, read_buf, None).await,
         (Method::ScramSha256, Some(Secret::Plain(pw))) => {
             let v = ScramVerifier::for_plain_password(user, pw, mock_secret);
-            run_scram(stream, read_buf, &mut out, v, true).await
+            run_scram(stream, read_buf, &mut out, v, true, cb).await
         }
         (Method::ScramSha256, Some(Secret::Md5(_))) => {
             tracing::warn!(
@@ -69,48 +93,61 @@ pub async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
                  configure a plaintext password or a SCRAM verifier"
             );
             let v = ScramVerifier::mock(user, mock_secret);
-            run_scram(stream, read_buf, &mut out, v, false).await
+            run_scram(stream, read_buf, &mut out, v, false, cb).await
         }
         (Method::ScramSha256, None) => {
             let v = ScramVerifier::mock(user, mock_secret);
-            run_scram(stream, read_buf, &mut out, v, false).await
+            run_scram(stream, read_buf, &mut out, v, false, cb).await
         }
     };
-    match result {
-        Ok(()) => {}
+    let authenticated = match result {
+        Ok(a) => a,
         Err(AuthError::Rejected) => {
             return Err(AuthError::InvalidPassword {
                 user: user.to_owned(),
             });
         }
         Err(e) => return Err(e),
-    }
+    };
     encode(&Authentication::Ok, &mut out)?;
     stream.write_all(&out).await?;
     stream.flush().await?;
-    Ok(())
+    Ok(authenticated)
 }
 
-/// SCRAM-SHA-256. On success the SASLFinal is left in `out`, to go out with AuthenticationOk
-/// in one write.
+/// SCRAM-SHA-256 (and -PLUS when `channel_binding` is given). On success the SASLFinal is
+/// left in `out`, to go out with AuthenticationOk in one write.
 async fn run_scram<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     read_buf: &mut BytesMut,
     out: &mut BytesMut,
     verifier: ScramVerifier,
     succeed_possible: bool,
-) -> Result<(), AuthError> {
+    channel_binding: Option<&[u8]>,
+) -> Result<Authenticated, AuthError> {
     let mut server = ScramServer::new(verifier, succeed_possible);
-    send(stream, &Authentication::SASL(vec![scram::MECHANISM.into()])).await?;
+    if let Some(data) = channel_binding {
+        server = server.with_channel_binding(data);
+    }
+    let offered = server
+        .mechanisms()
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect();
+    send(stream, &Authentication::SASL(offered)).await?;
 
     let msg = read_password_message(stream, read_buf).await?;
-    let data = parse_sasl_initial_response(body(&msg))?;
+    let (mechanism, data) = parse_sasl_initial_response(body(&msg))?;
+    server.select_mechanism(mechanism)?;
     let server_first = server.client_first(data)?;
     send(stream, &Authentication::SASLContinue(server_first.into())).await?;
 
     let msg = read_password_message(stream, read_buf).await?;
     let server_final = server.client_final(body(&msg))?;
-    encode(&Authentication::SASLFinal(server_final.into()), out)
+    encode(&Authentication::SASLFinal(server_final.into()), out)?;
+    Ok(Authenticated {
+        client_key: server.client_key(),
+    })
 }
 
 /// md5 challenge. `stored` is the user's md5 hash, `None` for an unknown user (the exchange
@@ -119,7 +156,7 @@ async fn run_md5<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     read_buf: &mut BytesMut,
     stored: Option<&str>,
-) -> Result<(), AuthError> {
+) -> Result<Authenticated, AuthError> {
     let mut salt = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut salt);
     send(stream, &Authentication::MD5Password(salt.to_vec())).await?;
@@ -128,7 +165,7 @@ async fn run_md5<S: AsyncRead + AsyncWrite + Unpin>(
     // An unknown user is checked against a dummy hash: same work, cannot match.
     let ok = md5::verify(stored.unwrap_or("md5-unknown-user"), salt, response);
     if ok && stored.is_some() {
-        Ok(())
+        Ok(Authenticated::default())
     } else {
         Err(AuthError::Rejected)
     }
@@ -158,8 +195,8 @@ fn body(msg: &[u8]) -> &[u8] {
 }
 
 /// SASLInitialResponse body: mechanism name (C string), i32 data length, data. Returns the
-/// data after checking the mechanism is the one we offered.
-fn parse_sasl_initial_response(body: &[u8]) -> Result<&[u8], AuthError> {
+/// mechanism (checked against the offer by `ScramServer::select_mechanism`) and the data.
+fn parse_sasl_initial_response(body: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
     let bad = |why: &str| AuthError::Protocol(format!("malformed SASLInitialResponse: {why}"));
     let nul = body
         .iter()
@@ -167,11 +204,6 @@ fn parse_sasl_initial_response(body: &[u8]) -> Result<&[u8], AuthError> {
         .ok_or_else(|| bad("unterminated mechanism name"))?;
     let (mechanism, rest) = body.split_at(nul);
     let rest = rest.get(1..).unwrap_or_default();
-    if mechanism != scram::MECHANISM.as_bytes() {
-        return Err(AuthError::Protocol(
-            "client selected an invalid SASL authentication mechanism".into(),
-        ));
-    }
     let (len, data) = rest
         .split_first_chunk::<4>()
         .ok_or_else(|| bad("missing data length"))?;
@@ -179,7 +211,7 @@ fn parse_sasl_initial_response(body: &[u8]) -> Result<&[u8], AuthError> {
     if usize::try_from(len).ok() != Some(data.len()) {
         return Err(bad("data length does not match the message"));
     }
-    Ok(data)
+    Ok((mechanism, data))
 }
 
 /// PasswordMessage body: one C string, nothing after it.

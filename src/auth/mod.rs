@@ -1,8 +1,11 @@
 //! Authentication, both directions.
 //!
-//! - Clients logging in to the proxy (`client`): SCRAM-SHA-256, md5 or trust against the
-//!   configured users' [`Secret`]s. Unknown users run the same exchange and fail the same way as
+//! - Clients logging in to the proxy (`client`): SCRAM-SHA-256 (-PLUS over TLS), md5 or
+//!   trust against the configured users' [`Secret`]s. Unknown users run the same exchange and fail the same way as
 //!   a wrong password, so user names cannot be probed.
+//! - Users without a `[[users]]` entry (`query`, when `[auth_query]` is on): their SCRAM
+//!   verifier or md5 hash is fetched from Postgres, and what their login proves
+//!   (`credential`: the ClientKey, or the hash) is what the proxy logs in to servers with.
 //! - The proxy logging in to Postgres (`upstream`): which answer to build for which
 //!   `Authentication*` request. The socket side of that lives in `pool::connect`.
 //!
@@ -12,11 +15,13 @@
 
 pub mod cache;
 mod client;
+pub mod credential;
 pub mod md5;
+pub mod query;
 pub mod scram;
 pub mod upstream;
 
-pub use client::authenticate_client;
+pub use client::{Authenticated, authenticate_client};
 
 use crate::error::{ClientFacing, ErrorKind};
 use crate::net::framed::ReadError;
@@ -29,7 +34,7 @@ pub enum Method {
     Trust,
     /// md5 challenge; falls back to SCRAM when the secret is a SCRAM verifier, as Postgres does.
     Md5,
-    /// SCRAM-SHA-256 without channel binding.
+    /// SCRAM-SHA-256; over TLS also SCRAM-SHA-256-PLUS (channel binding), as Postgres offers.
     ScramSha256,
 }
 

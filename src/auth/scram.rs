@@ -3,9 +3,20 @@
 //!
 //! Written by hand on `hmac`/`sha2` so that every byte a client sends goes through our own
 //! bounds-checked parsing (no panics on garbage) and the proof check is constant-time
-//! (`subtle`). Channel binding (`SCRAM-SHA-256-PLUS`) is not offered: we have no TLS yet, so a
-//! client asking for it (`p=`) is refused and `y` (client could bind, thinks we cannot) is fine.
-//! When TLS arrives and PLUS is advertised, `y` must be refused as a downgrade.
+//! (`subtle`).
+//!
+//! Channel binding (RFC 5929 `tls-server-end-point`, RFC 7677's `SCRAM-SHA-256-PLUS`) is
+//! offered when the caller has a TLS connection and hands us its binding data (the hash of our
+//! certificate): a client that binds proves it talks to the holder of our certificate, not to a
+//! man in the middle relaying the exchange. The rules are Postgres's:
+//! - over TLS, `SCRAM-SHA-256-PLUS` and `SCRAM-SHA-256` are advertised; PLUS requires the
+//!   `p=tls-server-end-point` flag and `c=` must carry our binding data; plain SCRAM requires
+//!   `n` (a client that cannot bind); `y` (the client could bind but thinks we cannot) is a
+//!   downgrade attack signal and refused;
+//! - without TLS only `SCRAM-SHA-256` exists: `p=` is refused, `y` is fine.
+//!
+//! The client side with a ClientKey instead of a password (for auth_query users) is
+//! [`client`].
 //!
 //! Not here: which secret to use, unknown users, message framing (all in `auth::client`).
 
@@ -18,14 +29,20 @@ use subtle::ConstantTimeEq;
 
 use super::AuthError;
 
+pub mod client;
+
 /// Iterations for verifiers we build ourselves; Postgres's default `scram_iterations`.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// Salt length for verifiers we build ourselves; Postgres's `SCRAM_DEFAULT_SALT_LEN`.
 pub const DEFAULT_SALT_LEN: usize = 16;
 /// Raw server nonce length; Postgres's `SCRAM_RAW_NONCE_LEN`.
 const SERVER_NONCE_LEN: usize = 18;
-/// The only mechanism we advertise.
+/// The mechanism without channel binding, always offered.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The mechanism with channel binding, offered only over TLS.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type we (and Postgres) support.
+const CHANNEL_BINDING_TYPE: &str = "tls-server-end-point";
 
 /// A stored SCRAM-SHA-256 verifier, as in `pg_authid.rolpassword`.
 #[derive(Clone, PartialEq, Eq)]
@@ -148,7 +165,7 @@ fn mock_salt(username: &str, secret: &[u8; 32]) -> Vec<u8> {
 }
 
 /// HMAC-SHA-256 over the concatenation of `parts`.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // Infallible: HMAC accepts keys of any length (long ones are hashed). Not peer-reachable.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     for p in parts {
@@ -158,7 +175,7 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// `Hi()` of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block. Zero iterations count as one.
-fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+pub(crate) fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
     let mut out = u;
     for _ in 1..iterations {
@@ -176,8 +193,9 @@ enum State {
     Initial,
     /// Server-first-message sent; waiting for the client-final-message.
     SentFirst {
-        /// `n,,` or `y,,`: the client must echo it (base64) in `c=`.
-        gs2_header: &'static str,
+        /// What the client must echo (base64) in `c=`: its GS2 header (`n,,` or `y,,`), or for
+        /// PLUS the header followed by the connection's binding data.
+        expected_cbind: Vec<u8>,
         /// Client nonce followed by ours.
         nonce: String,
         /// client-first-message-bare "," server-first-message, the start of AuthMessage.
@@ -191,6 +209,12 @@ enum State {
 pub struct ScramServer {
     verifier: ScramVerifier,
     succeed_possible: bool,
+    /// The connection's `tls-server-end-point` data; `Some` means PLUS is offered.
+    channel_binding: Option<Vec<u8>>,
+    /// The client chose `SCRAM-SHA-256-PLUS` ([`ScramServer::select_mechanism`]).
+    plus_selected: bool,
+    /// ClientKey recovered from the proof, once it verified.
+    client_key: Option<[u8; 32]>,
     state: State,
 }
 
@@ -201,12 +225,57 @@ impl ScramServer {
         ScramServer {
             verifier,
             succeed_possible,
+            channel_binding: None,
+            plus_selected: false,
+            client_key: None,
             state: State::Initial,
         }
     }
 
+    /// Offers `SCRAM-SHA-256-PLUS` with `data`, the connection's `tls-server-end-point`
+    /// binding (the hash of our certificate). Without it only plain SCRAM is offered.
+    pub fn with_channel_binding(mut self, data: &[u8]) -> Self {
+        self.channel_binding = Some(data.to_vec());
+        self
+    }
+
+    /// The mechanisms to advertise in AuthenticationSASL, preferred first (as Postgres
+    /// lists them).
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        if self.channel_binding.is_some() {
+            &[MECHANISM_PLUS, MECHANISM]
+        } else {
+            &[MECHANISM]
+        }
+    }
+
+    /// Records the mechanism named in SASLInitialResponse; it must be one we advertised.
+    /// Not calling this means plain `SCRAM-SHA-256`.
+    pub fn select_mechanism(&mut self, mechanism: &[u8]) -> Result<(), AuthError> {
+        match self.mechanisms().iter().find(|m| m.as_bytes() == mechanism) {
+            Some(m) => {
+                self.plus_selected = *m == MECHANISM_PLUS;
+                Ok(())
+            }
+            None => {
+                self.state = State::Done;
+                Err(AuthError::Protocol(
+                    "client selected an invalid SASL authentication mechanism".into(),
+                ))
+            }
+        }
+    }
+
+    /// The ClientKey the client proved it knows, after [`Self::client_final`] succeeded:
+    /// what the proxy can log in to Postgres with for a user whose password it never holds.
+    /// `None` before, after a failure, and always for an exchange that cannot succeed.
+    pub fn client_key(&self) -> Option<[u8; 32]> {
+        self.client_key
+    }
+
     /// Takes the data of SASLInitialResponse (after the mechanism name) and returns the
-    /// server-first-message. Channel binding flag `n` or `y` accepted, `p` refused.
+    /// server-first-message. The channel-binding flag must agree with the mechanism and with
+    /// what we offered (see the module docs).
     pub fn client_first(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
         let mut raw = [0u8; SERVER_NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut raw);
@@ -227,6 +296,7 @@ impl ScramServer {
         self.state = State::Done;
         let msg = text(data)?;
         let (gs2_header, bare) = split_gs2_header(msg)?;
+        let expected_cbind = self.check_binding(gs2_header)?;
         let client_nonce = parse_client_first_bare(bare)?;
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
@@ -235,7 +305,7 @@ impl ScramServer {
             self.verifier.iterations
         );
         self.state = State::SentFirst {
-            gs2_header,
+            expected_cbind,
             nonce,
             auth_prefix: format!("{bare},{server_first}"),
         };
@@ -247,7 +317,7 @@ impl ScramServer {
     /// [`AuthError::Protocol`].
     pub fn client_final(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
         let State::SentFirst {
-            gs2_header,
+            expected_cbind,
             nonce,
             auth_prefix,
         } = std::mem::replace(&mut self.state, State::Done)
@@ -269,7 +339,9 @@ impl ScramServer {
         let cbind = B64
             .decode(cbind)
             .map_err(|_| malformed("channel binding is not base64"))?;
-        if cbind != gs2_header.as_bytes() {
+        // Constant-time: with PLUS this is the certificate hash, and a man in the middle
+        // must not learn how much of his own he got right.
+        if !bool::from(cbind.ct_eq(&expected_cbind)) {
             return Err(malformed("unexpected channel binding data"));
         }
         if attr(attrs.next(), 'r')? != nonce {
@@ -292,8 +364,70 @@ impl ScramServer {
         if !bool::from(matches & subtle::Choice::from(u8::from(self.succeed_possible))) {
             return Err(AuthError::Rejected);
         }
+        self.client_key = Some(client_key);
         let server_sig = hmac_sha256(&self.verifier.server_key, &[auth_message.as_bytes()]);
         Ok(format!("v={}", B64.encode(server_sig)).into_bytes())
+    }
+
+    /// Checks the GS2 header's channel-binding flag against the chosen mechanism and what we
+    /// offered; returns what `c=` must decode to. Messages follow Postgres's.
+    fn check_binding(&self, gs2: Gs2) -> Result<Vec<u8>, AuthError> {
+        let negotiation = |detail: &str| {
+            AuthError::Protocol(format!("SCRAM channel binding negotiation error: {detail}"))
+        };
+        match (gs2, &self.channel_binding, self.plus_selected) {
+            (Gs2::Binds(kind), Some(data), true) => {
+                if kind != CHANNEL_BINDING_TYPE {
+                    return Err(AuthError::Protocol(format!(
+                        "unsupported SCRAM channel-binding type \"{}\"",
+                        kind.escape_default()
+                    )));
+                }
+                let mut expected = gs2.header().into_bytes();
+                expected.extend_from_slice(data);
+                Ok(expected)
+            }
+            (Gs2::Binds(_), _, false) => Err(malformed(if self.channel_binding.is_some() {
+                "the client selected SCRAM-SHA-256 without channel binding, but the SCRAM \
+                 message includes channel binding data"
+            } else {
+                "the client selected SCRAM-SHA-256-PLUS channel binding, but the server does \
+                 not support it on this connection"
+            })),
+            (Gs2::NoBinding | Gs2::CouldBind, _, true) => Err(malformed(
+                "the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not \
+                 include channel binding data",
+            )),
+            (Gs2::CouldBind, Some(_), false) => Err(negotiation(
+                "the client supports SCRAM channel binding but thinks the server does not; \
+                 however, this server does support channel binding",
+            )),
+            // Unreachable: PLUS cannot be selected unless offered (`select_mechanism`).
+            (Gs2::Binds(_), None, true) => Err(malformed("channel binding is not offered")),
+            (Gs2::NoBinding | Gs2::CouldBind, _, false) => Ok(gs2.header().into_bytes()),
+        }
+    }
+}
+
+/// The channel-binding flag of a GS2 header (RFC 5802 section 7), with an empty authzid.
+#[derive(Clone, Copy)]
+enum Gs2<'a> {
+    /// `n`: the client does not support channel binding.
+    NoBinding,
+    /// `y`: the client supports it but thinks the server does not.
+    CouldBind,
+    /// `p=<type>`: the client binds with this type.
+    Binds(&'a str),
+}
+
+impl Gs2<'_> {
+    /// The header as sent, `n,,` / `y,,` / `p=<type>,,`.
+    fn header(self) -> String {
+        match self {
+            Gs2::NoBinding => "n,,".to_owned(),
+            Gs2::CouldBind => "y,,".to_owned(),
+            Gs2::Binds(kind) => format!("p={kind},,"),
+        }
     }
 }
 
@@ -310,25 +444,27 @@ fn text(data: &[u8]) -> Result<&str, AuthError> {
     Ok(s)
 }
 
-/// Splits the GS2 header off a client-first-message.
-fn split_gs2_header(msg: &str) -> Result<(&'static str, &str), AuthError> {
-    if let Some(bare) = msg.strip_prefix("n,,") {
-        return Ok(("n,,", bare));
+/// Splits the GS2 header off a client-first-message: its channel-binding flag and the
+/// client-first-message-bare.
+fn split_gs2_header(msg: &str) -> Result<(Gs2<'_>, &str), AuthError> {
+    let (flag, rest) = msg
+        .split_once(',')
+        .ok_or_else(|| malformed("bad GS2 header"))?;
+    let gs2 = match flag {
+        "n" => Gs2::NoBinding,
+        "y" => Gs2::CouldBind,
+        _ => match flag.strip_prefix("p=") {
+            Some(kind) if !kind.is_empty() => Gs2::Binds(kind),
+            _ => return Err(malformed("bad GS2 header")),
+        },
+    };
+    match rest.strip_prefix(',') {
+        Some(bare) => Ok((gs2, bare)),
+        None if rest.starts_with("a=") => {
+            Err(malformed("authorization identities (a=) are not supported"))
+        }
+        None => Err(malformed("bad GS2 header")),
     }
-    if let Some(bare) = msg.strip_prefix("y,,") {
-        return Ok(("y,,", bare));
-    }
-    if msg.starts_with("p=") {
-        return Err(AuthError::Protocol(
-            "the client selected SCRAM-SHA-256-PLUS channel binding, but the server does not \
-             support it on this connection"
-                .into(),
-        ));
-    }
-    if msg.starts_with("n,a=") || msg.starts_with("y,a=") {
-        return Err(malformed("authorization identities (a=) are not supported"));
-    }
-    Err(malformed("bad GS2 header"))
 }
 
 /// Parses client-first-message-bare, returning the client nonce. The user name (`n=`) is
@@ -398,24 +534,72 @@ mod random_input_tests {
     const SERVER_NONCE: &str = "srvNONCE+/=";
 
     const FIRST: &[&str] = &[
-        "n,,", "y,,", "p=tls,,", "n,a=u,,", "n=", "n=user", "r=", "r=abc", "r=\u{7f}", ",", "m=1",
-        "e=x", "=", "\0", "é", " ", "x",
+        "n,,",
+        "y,,",
+        "p=tls,,",
+        "p=tls-server-end-point,,",
+        "p=,,",
+        "n,a=u,,",
+        "n=",
+        "n=user",
+        "r=",
+        "r=abc",
+        "r=\u{7f}",
+        ",",
+        "m=1",
+        "e=x",
+        "=",
+        "\0",
+        "é",
+        " ",
+        "x",
     ];
     const FINAL: &[&str] = &[
         "c=biws", "c=eSws", "c=!!", "r=", "<nonce>", ",", "e=1", "p=", ",p=AAAA", "=", "\0", "é",
         "x",
     ];
+    /// A stand-in for a certificate hash (`tls-server-end-point` data).
+    const BINDING: &[u8] = b"\x00cert-hash\xff";
+    const GS2: &[&str] = &["n,,", "y,,", "p=tls-server-end-point,,", "p=tls-unique,,"];
+
+    /// Whether Postgres's rules accept GS2 header `gs2` for this offer and mechanism.
+    fn binding_accepted(gs2: &str, offered: bool, plus: bool) -> bool {
+        match gs2 {
+            "n,," => !plus,
+            "y,," => !plus && !offered,
+            "p=tls-server-end-point,," => plus && offered,
+            _ => false,
+        }
+    }
 
     #[test]
     fn random_exchanges_never_panic() {
         let verifier = ScramVerifier::from_password("pw", SALT, ITERATIONS);
         let client_key = hmac_sha256(&hi(b"pw", SALT, ITERATIONS), &[b"Client Key"]);
         let mut rng = Rng(0x6A09_E667_F3BC_C908);
-        let mut accepted = 0;
-        for _ in 0..3000 {
+        let (mut accepted, mut accepted_plus) = (0, 0);
+        for _ in 0..4000 {
             let succeed_possible = rng.below(4) != 0;
             let mut server = ScramServer::new(verifier.clone(), succeed_possible);
-            let gs2_header = ["n,,", "y,,"][rng.below(2)];
+            // Half over "TLS" (PLUS offered); the mechanism may be either, offered or not.
+            let offered = rng.below(2) == 0;
+            if offered {
+                server = server.with_channel_binding(BINDING);
+            }
+            let plus = rng.below(2) == 0;
+            let mechanism = if plus { MECHANISM_PLUS } else { MECHANISM };
+            if server.select_mechanism(mechanism.as_bytes()).is_err() {
+                assert!(plus && !offered);
+                assert!(server.client_first(b"n,,n=,r=abc").is_err());
+                continue;
+            }
+            assert!(offered || !plus);
+            // Half the time the header that fits the mechanism, else any.
+            let gs2_header = match (rng.below(2), plus) {
+                (0, true) => GS2[2],
+                (0, false) => GS2[0],
+                _ => rng.pick(GS2),
+            };
             let first = match rng.below(4) {
                 0 => rng.text(FIRST, 8),
                 1 => format!("{gs2_header}n=,r={}", rng.text(FIRST, 3)),
@@ -429,14 +613,24 @@ mod random_input_tests {
                 assert!(server.client_final(b"c=biws,r=x,p=").is_err());
                 continue;
             };
+            let header = GS2
+                .iter()
+                .find(|h| first.starts_with(**h))
+                .expect("only a known GS2 header gets past client-first");
+            assert!(
+                binding_accepted(header, offered, plus),
+                "{header} accepted (offered {offered}, plus {plus})"
+            );
             let server_first = String::from_utf8(server_first).unwrap();
             let nonce = &server_first[2..server_first.find(",s=").unwrap()];
             assert!(nonce.ends_with(SERVER_NONCE));
-            let gs2 = if first.starts_with('y') {
-                "eSws"
-            } else {
-                "biws"
-            };
+            let mut cbind = header.as_bytes().to_vec();
+            if header.starts_with("p=") {
+                // Now and then the wrong certificate (a man in the middle).
+                let data: &[u8] = if rng.below(8) == 0 { b"other" } else { BINDING };
+                cbind.extend_from_slice(data);
+            }
+            let gs2 = B64.encode(&cbind);
             let body = match rng.below(4) {
                 0 => rng.text(FINAL, 8),
                 1 => format!("c={gs2},r=<nonce>{}", rng.text(FINAL, 2)),
@@ -444,8 +638,9 @@ mod random_input_tests {
             }
             .replace("<nonce>", nonce);
             let with_proof = rng.below(2) == 0;
+            let bare = &first[header.len()..];
             let fin = if with_proof {
-                let auth = format!("{},{server_first},{body}", &first[3..]);
+                let auth = format!("{bare},{server_first},{body}");
                 let sig = hmac_sha256(&verifier.stored_key, &[auth.as_bytes()]);
                 let mut proof = client_key;
                 for (p, s) in proof.iter_mut().zip(sig) {
@@ -458,26 +653,42 @@ mod random_input_tests {
             match server.client_final(fin.as_bytes()) {
                 Ok(v) => {
                     assert!(succeed_possible && with_proof, "{fin:?}");
+                    assert!(
+                        fin.starts_with(&format!(
+                            "c={},",
+                            B64.encode(
+                                [header.as_bytes(), if plus { BINDING } else { b"" }].concat()
+                            )
+                        )),
+                        "accepted a wrong binding: {fin:?}"
+                    );
                     let (without_proof, _) = fin.rsplit_once(",p=").unwrap();
-                    let auth = format!("{},{server_first},{without_proof}", &first[3..]);
+                    let auth = format!("{bare},{server_first},{without_proof}");
                     let sig = hmac_sha256(&verifier.server_key, &[auth.as_bytes()]);
                     assert_eq!(v, format!("v={}", B64.encode(sig)).into_bytes());
+                    assert_eq!(server.client_key(), Some(client_key));
                     accepted += 1;
+                    accepted_plus += usize::from(plus);
                 }
                 Err(AuthError::Rejected) => {
                     assert!(
                         !(with_proof && succeed_possible),
                         "correct proof refused: {fin:?}"
-                    )
+                    );
+                    assert_eq!(server.client_key(), None);
                 }
-                Err(e) => assert!(matches!(e, AuthError::Protocol(_)), "{e:?}"),
+                Err(e) => {
+                    assert!(matches!(e, AuthError::Protocol(_)), "{e:?}");
+                    assert_eq!(server.client_key(), None);
+                }
             }
             assert!(server.client_final(fin.as_bytes()).is_err());
             assert!(server.client_first(first.as_bytes()).is_err());
         }
         assert!(
-            accepted > 100,
-            "the generator must reach success: {accepted}"
+            accepted > 100 && accepted_plus > LOTS,
+            "the generator must reach success, with and without binding: {accepted} \
+             {accepted_plus}"
         );
     }
 

@@ -3,8 +3,10 @@
 //! `pool::connect` moves the bytes and owns the socket and the time limit.
 //!
 //! Methods: trust, cleartext, md5 (also pass-the-hash when the configured password is itself an
-//! md5 hash, as PgBouncer allows), SCRAM-SHA-256 through `postgres_protocol`'s client. No
-//! channel binding (no TLS yet), so SCRAM-SHA-256-PLUS is never chosen. Once SCRAM has started
+//! md5 hash, as PgBouncer allows), SCRAM-SHA-256 through `postgres_protocol`'s client with a
+//! password, or through our `scram::client` with a ClientKey (auth_query users, whose password
+//! the proxy never has: see `auth::credential`). No channel binding, so SCRAM-SHA-256-PLUS is
+//! never chosen. Once SCRAM has started
 //! we insist on the server's signature (SASLFinal) before accepting AuthenticationOk: a server
 //! that skips it has not proven it knows the password.
 //!
@@ -14,7 +16,9 @@ use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
 
+use super::credential::ServerCredential;
 use super::md5;
+use super::scram::client::{ClientError, KeyClient, ScramKeys};
 
 mod login;
 pub use login::{LoggedIn, Login, Step, parse_fields};
@@ -100,6 +104,14 @@ enum Password {
     Md5Hash(String),
     /// A SCRAM verifier cannot produce a client proof: useless for logging in.
     ScramVerifier,
+    /// A ClientKey with its verifier: answers SCRAM only.
+    Keys(Box<ScramKeys>),
+}
+
+/// The client side of a SCRAM exchange: from a password, or from a ClientKey.
+enum ScramClient {
+    Password(Box<ScramSha256>),
+    Keys(Box<KeyClient>),
 }
 
 enum State {
@@ -108,9 +120,9 @@ enum State {
     /// A password or md5 answer was sent; AuthenticationOk may follow.
     PasswordSent,
     /// SASLInitialResponse sent, waiting for SASLContinue.
-    ScramContinue(Box<ScramSha256>),
+    ScramContinue(ScramClient),
     /// SASLResponse sent, waiting for SASLFinal.
-    ScramFinal(Box<ScramSha256>),
+    ScramFinal(ScramClient),
     /// The server's signature verified; AuthenticationOk may follow.
     ScramVerified,
     /// AuthenticationOk received, or failed.
@@ -140,6 +152,19 @@ impl UpstreamAuth {
             Some(p) if p.starts_with("SCRAM-SHA-256$") => Password::ScramVerifier,
             Some(p) if super::is_md5_hash(p) => Password::Md5Hash(p.to_owned()),
             Some(p) => Password::Plain(p.to_owned()),
+        };
+        UpstreamAuth {
+            user: user.to_owned(),
+            password,
+            state: State::Start,
+        }
+    }
+
+    /// Logs in with what a client's login left in a `CredentialSlot` (auth_query users).
+    pub fn with_credential(user: &str, credential: &ServerCredential) -> Self {
+        let password = match credential {
+            ServerCredential::Scram(keys) => Password::Keys(Box::new(keys.clone())),
+            ServerCredential::Md5Hash(hash) => Password::Md5Hash(hash.clone()),
         };
         UpstreamAuth {
             user: user.to_owned(),
@@ -183,26 +208,48 @@ impl UpstreamAuth {
                 if !mechanisms.contains(&SCRAM_SHA_256.as_bytes()) {
                     return Err(UpstreamError::UnsupportedAuth(10));
                 }
-                let pw = self.plain_password("SCRAM-SHA-256")?;
-                let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response(SCRAM_SHA_256, client.message(), out)
+                let (client, first) = match &self.password {
+                    Password::Keys(keys) => {
+                        let client = KeyClient::new((**keys).clone());
+                        let first = client.client_first();
+                        (ScramClient::Keys(Box::new(client)), first)
+                    }
+                    _ => {
+                        let pw = self.plain_password("SCRAM-SHA-256")?;
+                        let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                        let first = client.message().to_vec();
+                        (ScramClient::Password(Box::new(client)), first)
+                    }
+                };
+                frontend::sasl_initial_response(SCRAM_SHA_256, &first, out)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                (State::ScramContinue(Box::new(client)), Progress::Continue)
+                (State::ScramContinue(client), Progress::Continue)
             }
             (State::ScramContinue(mut client), AuthRequest::SaslContinue(data)) => {
-                client.update(data).map_err(|e| {
-                    UpstreamError::Protocol(format!("invalid SCRAM message from the server: {e}"))
-                })?;
-                frontend::sasl_response(client.message(), out)
+                let fin = match &mut client {
+                    ScramClient::Password(c) => {
+                        c.update(data).map_err(|e| {
+                            UpstreamError::Protocol(format!(
+                                "invalid SCRAM message from the server: {e}"
+                            ))
+                        })?;
+                        c.message().to_vec()
+                    }
+                    ScramClient::Keys(c) => c.server_first(data).map_err(|e| self.key_err(e))?,
+                };
+                frontend::sasl_response(&fin, out)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 (State::ScramFinal(client), Progress::Continue)
             }
             (State::ScramFinal(mut client), AuthRequest::SaslFinal(data)) => {
-                client.finish(data).map_err(|e| {
-                    self.auth_err(&format!(
-                        "the server's SCRAM signature did not verify ({e})"
-                    ))
-                })?;
+                match &mut client {
+                    ScramClient::Password(c) => c.finish(data).map_err(|e| {
+                        self.auth_err(&format!(
+                            "the server's SCRAM signature did not verify ({e})"
+                        ))
+                    })?,
+                    ScramClient::Keys(c) => c.server_final(data).map_err(|e| self.key_err(e))?,
+                }
                 (State::ScramVerified, Progress::Continue)
             }
             (_, AuthRequest::Other(code)) => return Err(UpstreamError::UnsupportedAuth(code)),
@@ -232,6 +279,20 @@ impl UpstreamAuth {
                 "the server asks for {method} but the configured password is a SCRAM verifier; \
                  the plaintext password is needed to log in"
             ))),
+            Password::Keys(_) => Err(self.auth_err(&format!(
+                "the server asks for {method} but the user's password comes from auth_query \
+                 as a SCRAM verifier, which can only answer SCRAM-SHA-256: make the server \
+                 authenticate this user with scram-sha-256"
+            ))),
+        }
+    }
+
+    /// A failed ClientKey exchange: the server's malformed message is a protocol error,
+    /// anything else says why we could not prove who we are.
+    fn key_err(&self, e: ClientError) -> UpstreamError {
+        match e {
+            ClientError::Protocol(_) => UpstreamError::Protocol(e.to_string()),
+            _ => self.auth_err(&format!("with the ClientKey from auth_query: {e}")),
         }
     }
 

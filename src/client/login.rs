@@ -3,7 +3,8 @@
 //! reports them, with the client's own settings; a proxy-made BackendKeyData; ReadyForQuery).
 //! No server connection is opened before the client has authenticated and its database is
 //! known; one is opened only if the pool has never logged in yet, to learn the server's
-//! parameters.
+//! parameters. A user without a `[[users]]` entry is looked up by auth_query when it is on
+//! (`auth::query`); what its login proved goes to its cluster's credential slot.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -127,8 +128,6 @@ pub async fn login(
     key: (i32, i32),
     channel_binding: Option<&[u8]>,
 ) -> Result<Login, LoginError> {
-    // Wired into authentication with SCRAM-SHA-256-PLUS.
-    let _ = channel_binding;
     let config = shared.config.load_full();
     let mut out = BytesMut::new();
 
@@ -171,6 +170,8 @@ pub async fn login(
         user.and_then(|u| u.auth_type)
             .unwrap_or(config.server.auth_type),
     );
+    // What an auth_query user's login proved, for the server logins.
+    let mut fetched = None;
     match user {
         Some(_) if method == Method::Trust => {
             let mut ok = BytesMut::new();
@@ -192,8 +193,29 @@ pub async fn login(
                 method,
                 secret.as_ref(),
                 &shared.mock_secret,
+                channel_binding,
             )
             .await?;
+        }
+        // Not configured: auth_query, when on, looks the user up on the database's primary
+        // (an unknown database gives it nowhere to look: the exchange below fails).
+        None if config.auth_query.enabled() && config.database(db_name).is_some() => {
+            let db = config
+                .database(db_name)
+                .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
+            fetched = Some(
+                auth::query::authenticate(
+                    stream,
+                    buf,
+                    user_name,
+                    &config,
+                    db,
+                    &shared.auth_query,
+                    &shared.mock_secret,
+                    channel_binding,
+                )
+                .await?,
+            );
         }
         None => {
             // Trust still needs a configured user: run an exchange that must fail.
@@ -202,27 +224,36 @@ pub async fn login(
             } else {
                 method
             };
-            auth::authenticate_client(stream, buf, user_name, method, None, &shared.mock_secret)
-                .await?;
+            auth::authenticate_client(
+                stream,
+                buf,
+                user_name,
+                method,
+                None,
+                &shared.mock_secret,
+                channel_binding,
+            )
+            .await?;
             return Err(LoginError::Auth(AuthError::InvalidPassword {
                 user: user_name.to_owned(),
             }));
         }
     }
-    let Some(user) = user else {
-        return Err(LoginError::Auth(AuthError::InvalidPassword {
-            user: user_name.to_owned(),
-        }));
-    };
     // Authentication took round trips: a reload may have landed meanwhile. What follows (the
     // cluster above all, which would otherwise be built from the old config and stay in the
-    // registry) comes from the config in force now; a user the reload removed is refused.
+    // registry) comes from the config in force now; a user the reload removed (or moved
+    // between `[[users]]` and auth_query) is refused.
     let config = shared.config.load_full();
-    let Some(user) = config.user(user.name.as_str()) else {
+    let user = config.user(user_name);
+    let still_valid = match &fetched {
+        None => user.is_some(),
+        Some(_) => user.is_none() && config.auth_query.enabled(),
+    };
+    if !still_valid {
         return Err(LoginError::Auth(AuthError::InvalidPassword {
             user: user_name.to_owned(),
         }));
-    };
+    }
 
     if db_name == config.server.admin_database {
         if !config.server.admin_users.iter().any(|a| a == user_name) {
@@ -240,7 +271,17 @@ pub async fn login(
     let db = config
         .database(db_name)
         .ok_or_else(|| LoginError::UnknownDatabase(db_name.to_owned()))?;
-    let cluster = shared.pools.get_or_create(&config, db, user);
+    let cluster = match (user, fetched) {
+        (Some(user), _) => shared.pools.get_or_create(&config, db, user),
+        (None, credential) => {
+            let cluster = shared.pools.get_or_create_fetched(&config, db, user_name);
+            // Every member's pool reads this slot: the replicas share the primary's pg_authid.
+            if let (Some(slot), Some(credential)) = (&cluster.credential, credential) {
+                slot.set(credential);
+            }
+            cluster
+        }
+    };
     let pool = Arc::clone(&cluster.primary);
     let session_mode = db.pool_mode.unwrap_or(config.pool.mode) == PoolMode::Session;
 

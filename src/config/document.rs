@@ -25,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "routing",
     "slow_query",
     "users",
+    "auth_query",
     "databases",
 ];
 
@@ -110,6 +111,7 @@ pub(crate) fn read(text: &str) -> Result<(Parsed, Vec<Problem>), Problem> {
     let routing = reader.section(&mut root, "routing");
     let slow_query = reader.section(&mut root, "slow_query");
     let (users, user_index) = reader.entries::<UserConfig>(&mut root, "users");
+    let auth_query = reader.section(&mut root, "auth_query");
     let (databases, database_index) = reader.entries::<DatabaseConfig>(&mut root, "databases");
     reader.unknown_keys("", &mut root, SECTIONS);
     let config = Config {
@@ -119,6 +121,7 @@ pub(crate) fn read(text: &str) -> Result<(Parsed, Vec<Problem>), Problem> {
         routing,
         slow_query,
         users,
+        auth_query,
         databases,
     };
     let parsed = Parsed {

@@ -27,9 +27,9 @@ pub(crate) use document::field_names;
 use std::path::Path;
 
 pub use model::{
-    AuthType, ClientCertMode, Config, DatabaseConfig, Endpoint, NoReplica, PoolConfig, PoolMode,
-    RoutingConfig, RoutingStrategy, ServerConfig, ServerTlsMode, SessionFeatures, SlowQueryConfig,
-    TlsConfig, TlsMode, UserConfig,
+    AuthQueryConfig, AuthType, ClientCertMode, Config, DatabaseConfig, Endpoint, NoReplica,
+    PoolConfig, PoolMode, RoutingConfig, RoutingStrategy, ServerConfig, ServerTlsMode,
+    SessionFeatures, SlowQueryConfig, TlsConfig, TlsMode, UserConfig,
 };
 
 /// One thing wrong with a config file.

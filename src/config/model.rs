@@ -36,6 +36,8 @@ pub struct Config {
     pub slow_query: SlowQueryConfig,
     /// `[[users]]`: who may log in, and how the proxy logs in to Postgres for them.
     pub users: Vec<UserConfig>,
+    /// `[auth_query]`: users without a `[[users]]` entry, looked up in Postgres itself.
+    pub auth_query: AuthQueryConfig,
     /// `[[databases]]`: the database names clients connect to and where they live.
     pub databases: Vec<DatabaseConfig>,
 }
@@ -335,6 +337,73 @@ impl SlowQueryConfig {
     /// `threshold_ms` as a [`Duration`].
     pub fn threshold(&self) -> Duration {
         Duration::from_millis(self.threshold_ms)
+    }
+}
+
+/// The default `auth_query.query`: the SECURITY DEFINER function the README shows how to
+/// create, so the auth role needs no read access to `pg_shadow` itself.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT uname, phash FROM lagoon.user_lookup($1)";
+
+/// `[auth_query]`: instead of listing every user with a password, the proxy fetches a user's
+/// SCRAM verifier (or md5 hash) from Postgres when it logs in, checks the client's proof
+/// against it, and logs in to the servers with what that proof revealed (the SCRAM ClientKey;
+/// the md5 hash), so no plaintext password is ever held. PgBouncer calls these `auth_user`,
+/// `auth_query` and `auth_dbname`. A `[[users]]` entry always wins over a lookup. Every key
+/// is applied by a reload at the next login. `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthQueryConfig {
+    /// The role the proxy logs in as to run `query`. Default `""` = auth_query off.
+    pub user: String,
+    /// That role's password: plaintext or an md5 hash (`md5` + 32 hex digits). The only
+    /// password the file needs. Default none (the role logs in without one, e.g. trust).
+    pub password: Option<String>,
+    /// Run with the client's user name as `$1`; returns (name, secret) where secret is a
+    /// `SCRAM-SHA-256$...` verifier, an md5 hash, or NULL (no login). The first row counts.
+    /// Default [`DEFAULT_AUTH_QUERY`].
+    pub query: String,
+    /// The server database to run it in. Default `""` = the client's database's own dbname
+    /// (from its `primary`), on its primary.
+    pub database: String,
+    /// How long a fetched verifier is reused before the next login fetches it again; a
+    /// failed proof drops it at once, so a changed password is seen at the next attempt.
+    /// Milliseconds; default 60000; 0 fetches at every login.
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for AuthQueryConfig {
+    fn default() -> Self {
+        AuthQueryConfig {
+            user: String::new(),
+            password: None,
+            query: DEFAULT_AUTH_QUERY.to_owned(),
+            database: String::new(),
+            cache_ttl_ms: 60_000,
+        }
+    }
+}
+
+impl AuthQueryConfig {
+    /// Whether users without a `[[users]]` entry are looked up at all.
+    pub fn enabled(&self) -> bool {
+        !self.user.is_empty()
+    }
+
+    /// `cache_ttl_ms` as a [`Duration`].
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+}
+
+impl std::fmt::Debug for AuthQueryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthQueryConfig")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("query", &self.query)
+            .field("database", &self.database)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .finish()
     }
 }
 

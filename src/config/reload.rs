@@ -13,7 +13,7 @@
 //! - health: a fresh view and monitor for a database whose members or probe settings changed,
 //!   none for one no longer split;
 //! - statistics and the slow log (`Stats::configure`); cached SCRAM verifiers of removed users
-//!   and changed passwords.
+//!   and changed passwords, and those fetched by auth_query when its source changed.
 //!
 //! Settings a session copies at login (`pool.mode`, `idle_transaction_timeout_ms`, ...) reach
 //! clients that connect after the reload, and their report lines say so. Keys that cannot

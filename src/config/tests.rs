@@ -64,13 +64,14 @@ fn example_file_parses_without_problems() {
 
 #[test]
 fn example_file_documents_every_key() {
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
         ("server", field_names::<ServerConfig>()),
         ("tls", field_names::<TlsConfig>()),
         ("pool", field_names::<PoolConfig>()),
         ("routing", field_names::<RoutingConfig>()),
         ("slow_query", field_names::<SlowQueryConfig>()),
         ("users", field_names::<UserConfig>()),
+        ("auth_query", field_names::<AuthQueryConfig>()),
         ("databases", field_names::<DatabaseConfig>()),
     ];
     for (section, keys) in sections {
@@ -635,6 +636,42 @@ fn load_reads_files_and_reports_read_errors() {
     let p = load(std::path::Path::new("/nonexistent/lagoon.toml")).unwrap_err();
     assert_eq!(p.len(), 1);
     assert!(p[0].message.contains("cannot read config file"), "{}", p[0]);
+}
+
+#[test]
+fn auth_query_defaults_and_checks() {
+    let c = ok(BASE);
+    let aq = &c.auth_query;
+    assert!(!aq.enabled());
+    assert_eq!(aq.query, "SELECT uname, phash FROM lagoon.user_lookup($1)");
+    assert_eq!((aq.database.as_str(), aq.cache_ttl_ms), ("", 60_000));
+    assert_eq!(aq.password, None);
+
+    let c = ok(&format!(
+        "[auth_query]\nuser = \"lagoon_auth\"\npassword = \"{MD5_HASH}\"\ncache_ttl_ms = 0\n{BASE}"
+    ));
+    assert!(c.auth_query.enabled());
+    assert_eq!(c.auth_query.cache_ttl(), Duration::ZERO);
+    assert!(!format!("{:?}", c.auth_query).contains(MD5_HASH));
+
+    // Every problem at once: a query without $1, a verifier as the password, an unknown key.
+    let p = problems(&format!(
+        "[auth_query]\nuser = \"a\"\npassword = \"{VERIFIER}\"\nquery = \"SELECT 1\"\n\
+         auth_dbname = \"x\"\n{BASE}"
+    ));
+    assert!(has(&p, "auth_query.query", Some(4), "$1"), "{p:#?}");
+    assert!(
+        has(&p, "auth_query.password", Some(3), "SCRAM verifier"),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.key.as_deref() == Some("auth_query.auth_dbname")),
+        "{p:#?}"
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    // Off (no user): the other keys are not checked.
+    ok(&format!("[auth_query]\nquery = \"SELECT 1\"\n{BASE}"));
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub(crate) fn validate(parsed: &mut Parsed) -> Vec<Problem> {
     v.pool(config);
     v.routing_and_slow_query(config);
     v.users(config, &parsed.user_index);
+    v.auth_query(config);
     v.databases(config, &parsed.database_index);
     v.problems
 }
@@ -203,6 +204,33 @@ impl Validator<'_> {
                      SCRAM-SHA-256$ verifier, or set auth_type = \"md5\"",
                 );
             }
+        }
+    }
+
+    /// `[auth_query]`, when it is on (an empty `user` turns it off whatever else is set, so
+    /// commenting out the user is enough to disable it).
+    fn auth_query(&mut self, config: &Config) {
+        let aq = &config.auth_query;
+        if !aq.enabled() {
+            return;
+        }
+        if !aq.query.contains("$1") {
+            self.report(
+                "auth_query.query",
+                "must use $1 (the user name being looked up), e.g. the default \
+                 \"SELECT uname, phash FROM lagoon.user_lookup($1)\"",
+            );
+        }
+        if aq
+            .password
+            .as_deref()
+            .is_some_and(|p| p.starts_with("SCRAM-SHA-256$"))
+        {
+            self.report(
+                "auth_query.password",
+                "a SCRAM verifier cannot log in to Postgres; give the auth_query.user role's \
+                 plaintext password or its md5 hash",
+            );
         }
     }
 

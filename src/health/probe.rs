@@ -52,10 +52,13 @@ impl std::fmt::Debug for ProbeLogin {
 ///    login the pools use for every client, so it certainly may connect);
 /// 2. else the first `[[users]]` entry with a server password (`UserConfig::server_password`:
 ///    `server_password`, or a plaintext `password`);
-/// 3. else the first `[[users]]` entry at all, without a password (works under trust).
+/// 3. else `auth_query.user` when auth_query is on and its password is plaintext or absent
+///    (an md5 hash cannot log in through tokio-postgres), so a proxy whose users all come
+///    from auth_query still probes its replicas;
+/// 4. else the first `[[users]]` entry at all, without a password (works under trust).
 ///
-/// `None` only when the URL names no user and there are no `[[users]]`: then nothing can log
-/// in and the database cannot be probed (or served). A replica URL that names its own user
+/// `None` only when the URL names no user, there are no `[[users]]` and no usable auth_query
+/// login: then nothing can log in and the database cannot be probed. A replica URL that names its own user
 /// overrides this for that replica, as it would for its pool. Each member is reached at its
 /// own endpoint's host, port and dbname, with its `options` startup parameter if it has one,
 /// and `application_name = lagoon-health`.
@@ -71,6 +74,18 @@ pub fn probe_login(config: &Config, db: &DatabaseConfig) -> Option<ProbeLogin> {
         return Some(ProbeLogin {
             user: u.name.clone(),
             password: u.server_password().map(str::to_owned),
+        });
+    }
+    let aq = &config.auth_query;
+    if aq.enabled()
+        && aq
+            .password
+            .as_deref()
+            .is_none_or(|p| !crate::auth::is_md5_hash(p))
+    {
+        return Some(ProbeLogin {
+            user: aq.user.clone(),
+            password: aq.password.clone(),
         });
     }
     config.users.first().map(|u| ProbeLogin {
@@ -359,6 +374,26 @@ mod tests {
             probe_login(&config, &db(None)),
             login("second", Some("spw"))
         );
+    }
+
+    #[test]
+    fn login_uses_the_auth_query_role_when_no_user_has_a_password() {
+        let mut config = Config {
+            users: vec![user("trusted", None, None)],
+            ..Config::default()
+        };
+        config.auth_query.user = "lagoon_auth".into();
+        config.auth_query.password = Some("apw".into());
+        assert_eq!(
+            probe_login(&config, &db(None)),
+            login("lagoon_auth", Some("apw"))
+        );
+        // A configured password still comes first; an md5 hash cannot be used.
+        config.users.push(user("app", Some("pw"), None));
+        assert_eq!(probe_login(&config, &db(None)), login("app", Some("pw")));
+        config.users.pop();
+        config.auth_query.password = Some(crate::auth::md5::md5_hash("lagoon_auth", "x"));
+        assert_eq!(probe_login(&config, &db(None)), login("trusted", None));
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! replaced (unchanged members keep their pool and its warm connections); the clusters of a
 //! removed database or user are dropped from the registry. Sessions keep the `Arc<Cluster>`
 //! they hold; [`Pools::generation`] tells them when to look up [`Pools::current`] again.
+//!
+//! A user looked up by auth_query has no `[[users]]` entry: its cluster is built from a
+//! synthesized entry without a password, and its pools log in with the cluster's
+//! [`CredentialSlot`], which each successful client login of that user fills.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +19,16 @@ use dashmap::DashMap;
 
 use super::connect::ServerTarget;
 use super::pool::{Pool, PoolSettings};
+use crate::auth::credential::CredentialSlot;
 use crate::config::{Config, DatabaseConfig, Endpoint, UserConfig};
 
 /// The pools of one (database, user): the primary's and the replicas' (config order).
 pub struct Cluster {
     pub primary: Arc<Pool>,
     pub replicas: Vec<Arc<Pool>>,
+    /// For an auth_query user: what every member logs in with, filled by client logins.
+    /// `None` for a `[[users]]` user (its config says how to log in).
+    pub credential: Option<Arc<CredentialSlot>>,
 }
 
 impl Cluster {
@@ -61,7 +69,29 @@ impl Pools {
         }
         self.map
             .entry(key)
-            .or_insert_with(|| Arc::new(build(config, db, user)))
+            .or_insert_with(|| Arc::new(build(config, db, user, None)))
+            .clone()
+    }
+
+    /// The cluster for (database, auth_query user `user`), created with an empty
+    /// [`CredentialSlot`] if it does not exist yet. The caller fills the slot after the
+    /// client's login (`Cluster::credential`).
+    pub fn get_or_create_fetched(
+        &self,
+        config: &Config,
+        db: &DatabaseConfig,
+        user: &str,
+    ) -> Arc<Cluster> {
+        let key = (db.name.clone(), user.to_owned());
+        if let Some(c) = self.map.get(&key) {
+            return Arc::clone(&c);
+        }
+        self.map
+            .entry(key)
+            .or_insert_with(|| {
+                let slot = Arc::new(CredentialSlot::default());
+                Arc::new(build(config, db, &fetched_user(user), Some(slot)))
+            })
             .clone()
     }
 
@@ -90,8 +120,11 @@ impl Pools {
     /// each pool in place ([`Pool::set_settings`]); a cluster whose members changed (address,
     /// server login, `options`, replicas added or removed) is replaced, keeping the pools of
     /// the members that did not change; the clusters of a database or user no longer in the
-    /// config are removed. Pools left out are [`Pool::retire`]d: sessions holding them finish
-    /// undisturbed. Returns what was replaced or removed.
+    /// config are removed. An auth_query user's cluster stays (with its credential) while
+    /// auth_query is configured and the user has no `[[users]]` entry; one that gained an
+    /// entry is replaced by pools that log in as the entry says. Pools left out are
+    /// [`Pool::retire`]d: sessions holding them finish undisturbed. Returns what was replaced
+    /// or removed.
     pub fn reconcile(&self, config: &Config) -> Vec<ClusterChange> {
         let entries: Vec<((String, String), Arc<Cluster>)> = self
             .map
@@ -100,8 +133,16 @@ impl Pools {
             .collect();
         let mut changes = Vec::new();
         for ((db_name, user_name), old) in entries {
-            let (Some(db), Some(user)) = (config.database(&db_name), config.user(&user_name))
-            else {
+            let fetched;
+            let (user, slot) = match (config.user(&user_name), &old.credential) {
+                (Some(u), _) => (Some(u), None),
+                (None, Some(slot)) if config.auth_query.enabled() => {
+                    fetched = fetched_user(&user_name);
+                    (Some(&fetched), Some(Arc::clone(slot)))
+                }
+                (None, _) => (None, None),
+            };
+            let (Some(db), Some(user)) = (config.database(&db_name), user) else {
                 self.map.remove(&(db_name.clone(), user_name.clone()));
                 old.pools().for_each(|p| p.retire());
                 changes.push(ClusterChange::Removed {
@@ -116,7 +157,7 @@ impl Pools {
                     pool.set_settings(settings.clone());
                 }
             }
-            let (primary, replicas) = members(db, user);
+            let (primary, replicas) = members(db, user, slot.as_ref());
             let same = replicas.len() == old.replicas.len()
                 && old
                     .pools()
@@ -135,6 +176,7 @@ impl Pools {
             let fresh = Cluster {
                 primary: keep(&primary),
                 replicas: replicas.iter().map(keep).collect(),
+                credential: slot,
             };
             for p in old.pools() {
                 if !fresh.pools().any(|f| Arc::ptr_eq(f, p)) {
@@ -197,6 +239,7 @@ pub fn target_at(ep: &Endpoint, user: &UserConfig) -> ServerTarget {
         password,
         database: ep.dbname.clone(),
         tls: ep.tls.clone(),
+        credential: None,
     }
 }
 
@@ -227,16 +270,25 @@ impl Member {
     }
 }
 
-/// The members of (db, user): the primary, and the replicas in config order.
-fn members(db: &DatabaseConfig, user: &UserConfig) -> (Member, Vec<Member>) {
+/// The members of (db, user): the primary, and the replicas in config order. With `slot`
+/// (an auth_query user) the members log in with it, except where a URL forces its own user.
+fn members(
+    db: &DatabaseConfig,
+    user: &UserConfig,
+    slot: Option<&Arc<CredentialSlot>>,
+) -> (Member, Vec<Member>) {
     let member = |ep: &Endpoint, name: String| {
         let mut startup = Vec::new();
         if let Some(opts) = &ep.options {
             startup.push(("options".to_owned(), opts.clone()));
         }
+        let mut target = target_at(ep, user);
+        if ep.user.is_none() {
+            target.credential = slot.cloned();
+        }
         Member {
             name,
-            target: target_at(ep, user),
+            target,
             startup,
         }
     };
@@ -265,15 +317,33 @@ fn pool_for(
     )
 }
 
-fn build(config: &Config, db: &DatabaseConfig, user: &UserConfig) -> Cluster {
+fn build(
+    config: &Config,
+    db: &DatabaseConfig,
+    user: &UserConfig,
+    credential: Option<Arc<CredentialSlot>>,
+) -> Cluster {
     let settings = settings_for(config, db);
-    let (primary, replicas) = members(db, user);
+    let (primary, replicas) = members(db, user, credential.as_ref());
     Cluster {
         primary: pool_for(db, user, &primary, settings.clone()),
         replicas: replicas
             .iter()
             .map(|m| pool_for(db, user, m, settings.clone()))
             .collect(),
+        credential,
+    }
+}
+
+/// The `[[users]]` entry an auth_query user would have: its name, no password of any kind
+/// (the proxy never holds one for it), the server-wide auth type.
+fn fetched_user(name: &str) -> UserConfig {
+    UserConfig {
+        name: name.to_owned(),
+        password: None,
+        auth_type: None,
+        server_password: None,
+        secret: None,
     }
 }
 

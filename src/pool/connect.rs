@@ -10,13 +10,15 @@
 //! unit-tested without sockets). Not here: retries and backoff (the pool decides), replaying
 //! client session state (`client::params`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::auth::upstream::{self, Login, Step, UpstreamError};
+use crate::auth::credential::CredentialSlot;
+use crate::auth::upstream::{self, Login, Step, UpstreamAuth, UpstreamError};
 use crate::error::{ClientFacing, ErrorKind};
 use crate::net::Stream;
 use crate::net::framed::{ReadError, read_message};
@@ -45,6 +47,36 @@ pub struct ServerTarget {
     pub database: String,
     /// TLS to this server (`server_tls`).
     pub tls: Upstream,
+    /// For an auth_query user: the slot its clients' logins fill with what the proxy logs in
+    /// with instead of a password (used instead of `password`). Empty until the first client
+    /// of the user logged in.
+    pub credential: Option<Arc<CredentialSlot>>,
+}
+
+impl ServerTarget {
+    /// Whether a login can be attempted: false for an auth_query user no client of which has
+    /// logged in yet (pool warm-up waits for one rather than fail over and over).
+    pub fn has_credential(&self) -> bool {
+        self.credential.as_ref().is_none_or(|s| s.is_filled())
+    }
+
+    /// The authentication half of a login as this target.
+    fn login(&self) -> Result<Login, ConnectError> {
+        let Some(slot) = &self.credential else {
+            return Ok(Login::new(&self.user, self.password.as_deref()));
+        };
+        let credential = slot.get().ok_or_else(|| {
+            ConnectError::Auth(format!(
+                "as user \"{}\": its password comes from auth_query and no client of this user \
+                 has logged in since the pool was created, so there is nothing to log in with yet",
+                self.user
+            ))
+        })?;
+        Ok(Login::with_auth(UpstreamAuth::with_credential(
+            &self.user,
+            &credential,
+        )))
+    }
 }
 
 /// A logged-in server connection, ready for queries.
@@ -182,6 +214,7 @@ async fn login_inner(
     target: &ServerTarget,
     startup_params: &[(String, String)],
 ) -> Result<ServerLogin, ConnectError> {
+    let mut login = target.login()?;
     let addr = format!("{}:{}", target.host, target.port);
     let io_err =
         |e: std::io::Error| ConnectError::Io(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
@@ -192,7 +225,6 @@ async fn login_inner(
     let mut stream = negotiate_tls(tcp, target, &addr).await?;
     let mut out = BytesMut::with_capacity(256);
     upstream::startup_message(&target.user, &target.database, startup_params, &mut out)?;
-    let mut login = Login::new(&target.user, target.password.as_deref());
     let mut read_buf = BytesMut::with_capacity(1024);
     loop {
         if !out.is_empty() {
@@ -401,11 +433,12 @@ mod tests {
                 method,
                 secret.as_ref(),
                 &[3; 32],
+                None,
             )
             .await;
             let mut out = Vec::new();
             match r {
-                Ok(()) => {
+                Ok(_) => {
                     out.extend(be_msg(b'S', b"server_version\x0015.4\0"));
                     out.extend(be_msg(b'K', &[0, 0, 0, 77, 5, 6, 7, 8]));
                     out.extend(be_msg(b'Z', b"I"));
@@ -430,6 +463,7 @@ mod tests {
             password: password.map(Into::into),
             database: "appdb".into(),
             tls: Upstream::disabled(),
+            credential: None,
         }
     }
 
@@ -530,6 +564,7 @@ mod tests {
             password: None,
             database: "d".into(),
             tls: Upstream::disabled(),
+            credential: None,
         };
         let e = login(&target, &[], Duration::from_secs(5))
             .await

@@ -293,6 +293,11 @@ impl Pool {
         self.settings.load()
     }
 
+    /// Where and as whom this pool logs in.
+    pub fn target(&self) -> &ServerTarget {
+        &self.target
+    }
+
     /// Whether this pool logs in at `target` with `startup_params`: a reload keeps a pool
     /// whose member did not change, with its warm connections.
     pub fn serves(&self, target: &ServerTarget, startup_params: &[(String, String)]) -> bool {
@@ -644,6 +649,9 @@ impl Pool {
             st.idle = keep;
             st.total = live;
             let down = st.down.as_ref().is_some_and(|d| now < d.retry_at);
+            // An auth_query user's pool before any of its clients logged in: nothing to log
+            // in with yet, so warming up would only fail (and log) every second.
+            let down = down || !self.target.has_credential();
             let want = settings.min_idle.min(settings.size);
             let to_open = if down || st.retired {
                 0

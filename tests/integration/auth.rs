@@ -140,7 +140,7 @@ primary = "{url}"
     assert_login_works(&proxy, MD5_USER.0, Some(MD5_USER.1)).await;
 }
 
-async fn psql_as(proxy: &TestProxy, user: &str, password: &str) -> std::process::Output {
+pub async fn psql_as(proxy: &TestProxy, user: &str, password: &str) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(pg_tool("psql"));
     cmd.args([
         "-X",

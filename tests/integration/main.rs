@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod auth_query;
 mod cancel;
 mod certs;
 mod cli;

@@ -431,3 +431,46 @@ async fn certificates_reload_while_a_tls_client_stays_connected() {
     assert_eq!(one(&fresh, "SELECT 'new'").await, "new");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SCRAM-SHA-256-PLUS: over TLS libpq's `channel_binding=require` works (the proxy offers PLUS
+/// and checks the binding to its own certificate); in plaintext it cannot.
+#[tokio::test]
+async fn channel_binding_require_with_psql_and_tokio_postgres() {
+    let pki = pki();
+    let proxy = start_proxy_with(&config(pki, "allow", "")).await;
+    let conninfo = format!(
+        "{} channel_binding=require",
+        libpq_verify_full(&proxy, &pki.ca())
+    );
+    let out = run_cmd(&pg_tool("psql"), &[&conninfo, "-Atc", "SELECT 'bound'"]).await;
+    assert_success("psql channel_binding=require", &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bound"));
+
+    let plain = format!(
+        "{} sslmode=disable channel_binding=require",
+        proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB)
+    );
+    let out = run_cmd(&pg_tool("psql"), &[&plain, "-Atc", "SELECT 1"]).await;
+    assert!(!out.status.success(), "no channel binding without TLS");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("channel binding"), "{stderr}");
+
+    let mut config = Config::new();
+    config
+        .host("localhost")
+        .hostaddr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .port(proxy.addr.port())
+        .user(SCRAM_USER.0)
+        .password(SCRAM_USER.1)
+        .dbname(DB)
+        .ssl_mode(SslMode::Require)
+        .channel_binding(tokio_postgres::config::ChannelBinding::Require);
+    let (client, conn) = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+            pki.client_config(),
+        ))
+        .await
+        .expect("tokio-postgres with channel binding required");
+    tokio::spawn(conn);
+    assert_eq!(one(&client, "SELECT 'plus'").await, "plus");
+}

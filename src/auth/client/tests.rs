@@ -10,20 +10,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use super::*;
 use crate::error::ClientFacing;
 use crate::protocol::sqlstate;
+use sha2::Digest as _;
 
 const MOCK: [u8; 32] = [42; 32];
 const USER: &str = "app";
 
-/// Starts the server side; returns the client end and the server's result.
-fn start(
+type Task = tokio::task::JoinHandle<Result<Authenticated, AuthError>>;
+
+/// Starts the server side (plaintext); returns the client end and the server's result.
+fn start(method: Method, secret: Option<Secret>) -> (DuplexStream, Task) {
+    start_with_binding(method, secret, None)
+}
+
+/// Starts the server side as if on TLS with `binding` as the channel-binding data.
+fn start_with_binding(
     method: Method,
     secret: Option<Secret>,
-) -> (DuplexStream, tokio::task::JoinHandle<Result<(), AuthError>>) {
+    binding: Option<&'static [u8]>,
+) -> (DuplexStream, Task) {
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let task = tokio::spawn(async move {
         let mut buf = BytesMut::new();
-        let r =
-            authenticate_client(&mut server, &mut buf, USER, method, secret.as_ref(), &MOCK).await;
+        let r = authenticate_client(
+            &mut server,
+            &mut buf,
+            USER,
+            method,
+            secret.as_ref(),
+            &MOCK,
+            binding,
+        )
+        .await;
         drop(server);
         r
     });
@@ -101,7 +118,7 @@ async fn md5_client(c: &mut DuplexStream, password: &str) -> bool {
     matches!(recv(c, &mut buf).await, Some(Backend::AuthenticationOk))
 }
 
-fn assert_password_failed(r: Result<(), AuthError>) {
+fn assert_password_failed(r: Result<Authenticated, AuthError>) {
     let e = r.unwrap_err();
     assert!(
         matches!(&e, AuthError::InvalidPassword { user } if user == USER),
@@ -114,9 +131,10 @@ fn assert_password_failed(r: Result<(), AuthError>) {
     );
 }
 
-fn assert_protocol(r: Result<(), AuthError>) {
+fn assert_protocol(r: Result<Authenticated, AuthError>) -> String {
     let e = r.unwrap_err();
     assert_eq!(e.sqlstate(), sqlstate::PROTOCOL_VIOLATION, "{e:?}");
+    e.to_string()
 }
 
 fn plain(pw: &str) -> Option<Secret> {
@@ -125,13 +143,21 @@ fn plain(pw: &str) -> Option<Secret> {
 
 #[tokio::test]
 async fn scram_with_plain_and_verifier_secrets() {
-    let verifier = Secret::parse(&postgres_protocol::password::scram_sha_256(b"pw")).unwrap();
+    let stored = postgres_protocol::password::scram_sha_256(b"pw");
+    let verifier = Secret::parse(&stored).unwrap();
     for secret in [plain("pw"), Some(verifier)] {
         let (mut c, task) = start(Method::ScramSha256, secret);
         let (_, ok) = scram_client(&mut c, "pw").await;
         assert!(ok);
-        task.await.unwrap().unwrap();
+        let done = task.await.unwrap().unwrap();
+        assert!(done.client_key.is_some());
     }
+    // With a stored verifier, the recovered ClientKey is the one its StoredKey hashes.
+    let (mut c, task) = start(Method::ScramSha256, Secret::parse(&stored).ok());
+    assert!(scram_client(&mut c, "pw").await.1);
+    let key = task.await.unwrap().unwrap().client_key.unwrap();
+    let v = ScramVerifier::parse(&stored).unwrap();
+    assert_eq!(<[u8; 32]>::from(sha2::Sha256::digest(key)), v.stored_key);
 }
 
 #[tokio::test]
@@ -172,7 +198,7 @@ async fn md5_with_plain_and_hash_secrets() {
     for secret in [plain("pw"), Some(Secret::Md5(md5::md5_hash(USER, "pw")))] {
         let (mut c, task) = start(Method::Md5, secret.clone());
         assert!(md5_client(&mut c, "pw").await);
-        task.await.unwrap().unwrap();
+        assert_eq!(task.await.unwrap().unwrap().client_key, None);
 
         let (mut c, task) = start(Method::Md5, secret);
         assert!(!md5_client(&mut c, "nope").await);
@@ -236,6 +262,81 @@ async fn plus_mechanism_is_refused() {
     assert_protocol(task.await.unwrap());
 }
 
+/// The AuthenticationSASL a TLS connection gets: PLUS first, as Postgres lists them.
+async fn expect_sasl_with_plus(c: &mut DuplexStream, buf: &mut BytesMut) {
+    let sasl = read_message(c, buf, 8192).await.unwrap().unwrap();
+    assert_eq!(&sasl[5..9], &10i32.to_be_bytes());
+    assert_eq!(&sasl[9..], b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+}
+
+/// Runs the SCRAM client over a "TLS" connection: `mechanism` and `binding` as a libpq
+/// with `channel_binding=require|prefer|disable` would choose. Returns whether it got in.
+async fn scram_client_tls(c: &mut DuplexStream, mechanism: &str, binding: ChannelBinding) -> bool {
+    let mut buf = BytesMut::new();
+    expect_sasl_with_plus(c, &mut buf).await;
+    let mut scram = ScramSha256::new(b"pw", binding);
+    send(c, |o| {
+        frontend::sasl_initial_response(mechanism, scram.message(), o).unwrap()
+    })
+    .await;
+    let Some(Backend::AuthenticationSaslContinue(body)) = recv(c, &mut buf).await else {
+        return false;
+    };
+    scram.update(body.data()).unwrap();
+    send(c, |o| frontend::sasl_response(scram.message(), o).unwrap()).await;
+    match recv(c, &mut buf).await {
+        Some(Backend::AuthenticationSaslFinal(body)) => {
+            scram.finish(body.data()).unwrap();
+            matches!(recv(c, &mut buf).await, Some(Backend::AuthenticationOk))
+        }
+        _ => false,
+    }
+}
+
+const CERT_HASH: &[u8] = b"certificate-hash-32-bytes-long!!";
+
+#[tokio::test]
+async fn tls_offers_plus_and_binding_logs_in() {
+    for secret in [
+        plain("pw"),
+        Secret::parse(&postgres_protocol::password::scram_sha_256(b"pw")).ok(),
+    ] {
+        let (mut c, task) = start_with_binding(Method::ScramSha256, secret, Some(CERT_HASH));
+        let bind = ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+        assert!(scram_client_tls(&mut c, "SCRAM-SHA-256-PLUS", bind).await);
+        assert!(task.await.unwrap().unwrap().client_key.is_some());
+    }
+    // An md5 method with a SCRAM verifier falls back to SCRAM, PLUS included.
+    let verifier = Secret::parse(&postgres_protocol::password::scram_sha_256(b"pw")).ok();
+    let (mut c, task) = start_with_binding(Method::Md5, verifier, Some(CERT_HASH));
+    let bind = ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+    assert!(scram_client_tls(&mut c, "SCRAM-SHA-256-PLUS", bind).await);
+    task.await.unwrap().unwrap();
+    // A client that cannot bind may still use plain SCRAM over TLS.
+    let (mut c, task) = start_with_binding(Method::ScramSha256, plain("pw"), Some(CERT_HASH));
+    assert!(scram_client_tls(&mut c, "SCRAM-SHA-256", ChannelBinding::unsupported()).await);
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn tls_refuses_a_wrong_binding_and_a_downgrade() {
+    // The hash of another certificate: a man in the middle.
+    let (mut c, task) = start_with_binding(Method::ScramSha256, plain("pw"), Some(CERT_HASH));
+    let other = ChannelBinding::tls_server_end_point(b"another-certificate".to_vec());
+    assert!(!scram_client_tls(&mut c, "SCRAM-SHA-256-PLUS", other).await);
+    assert_protocol(task.await.unwrap());
+    // 'y': the client could bind but believes we cannot, although we offered PLUS.
+    let (mut c, task) = start_with_binding(Method::ScramSha256, plain("pw"), Some(CERT_HASH));
+    assert!(!scram_client_tls(&mut c, "SCRAM-SHA-256", ChannelBinding::unrequested()).await);
+    let m = assert_protocol(task.await.unwrap());
+    assert!(m.contains("SCRAM channel binding negotiation error"), "{m}");
+    // An unknown user over TLS runs the same exchange and fails like a wrong password.
+    let (mut c, task) = start_with_binding(Method::ScramSha256, None, Some(CERT_HASH));
+    let bind = ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+    assert!(!scram_client_tls(&mut c, "SCRAM-SHA-256-PLUS", bind).await);
+    assert_password_failed(task.await.unwrap());
+}
+
 #[tokio::test]
 async fn oversized_message_is_protocol_violation() {
     let (mut c, task) = start(Method::Md5, plain("pw"));
@@ -255,7 +356,10 @@ fn body_parsers_reject_garbage() {
     let mut good = b"SCRAM-SHA-256\0".to_vec();
     good.extend(3i32.to_be_bytes());
     good.extend(b"abc");
-    assert_eq!(parse_sasl_initial_response(&good).unwrap(), b"abc");
+    assert_eq!(
+        parse_sasl_initial_response(&good).unwrap(),
+        (&b"SCRAM-SHA-256"[..], &b"abc"[..])
+    );
     for len in 0..good.len() {
         assert!(parse_sasl_initial_response(&good[..len]).is_err());
     }

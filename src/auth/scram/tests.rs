@@ -319,3 +319,154 @@ fn malformed_inputs_never_panic() {
         }
     }
 }
+
+/// A stand-in for the hash of the proxy's certificate.
+const CERT_HASH: &[u8] = b"\x01\x02cert-hash-bytes\xfe";
+
+fn binding_verifier() -> ScramVerifier {
+    ScramVerifier::from_password("pw", b"0123456789abcdef", 4096)
+}
+
+/// A full exchange with postgres_protocol's client: the server offers PLUS with `offered`
+/// (None = plaintext), the client names `mechanism` and binds as `binding` says. Returns the
+/// ClientKey the server recovered.
+fn exchange_with_binding(
+    offered: Option<&[u8]>,
+    mechanism: &str,
+    binding: ChannelBinding,
+) -> Result<Option<[u8; 32]>, AuthError> {
+    let mut server = ScramServer::new(binding_verifier(), true);
+    if let Some(data) = offered {
+        server = server.with_channel_binding(data);
+    }
+    server.select_mechanism(mechanism.as_bytes())?;
+    let mut client = ScramSha256::new(b"pw", binding);
+    let first = server.client_first(client.message())?;
+    client.update(&first).unwrap();
+    let fin = server.client_final(client.message())?;
+    client
+        .finish(&fin)
+        .expect("the client verifies the server signature");
+    Ok(server.client_key())
+}
+
+#[test]
+fn mechanisms_offered() {
+    let v = ScramVerifier::mock("u", &MOCK_SECRET);
+    assert_eq!(ScramServer::new(v.clone(), true).mechanisms(), [MECHANISM]);
+    assert_eq!(
+        ScramServer::new(v, true)
+            .with_channel_binding(CERT_HASH)
+            .mechanisms(),
+        ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+    );
+}
+
+#[test]
+fn plus_with_the_right_binding_succeeds() {
+    let key = exchange_with_binding(
+        Some(CERT_HASH),
+        MECHANISM_PLUS,
+        ChannelBinding::tls_server_end_point(CERT_HASH.to_vec()),
+    )
+    .unwrap();
+    // The recovered ClientKey is the password's: SHA-256 of it is the StoredKey.
+    let v = binding_verifier();
+    let expected = hmac_sha256(&hi(b"pw", &v.salt, v.iterations), &[b"Client Key"]);
+    assert_eq!(key, Some(expected));
+}
+
+#[test]
+fn plus_with_another_certificate_is_refused() {
+    // What a client behind a man in the middle computes: the hash of the MITM's certificate.
+    let e = exchange_with_binding(
+        Some(CERT_HASH),
+        MECHANISM_PLUS,
+        ChannelBinding::tls_server_end_point(b"mitm-cert-hash".to_vec()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, AuthError::Protocol(m) if m.contains("channel binding")),
+        "{e:?}"
+    );
+    // One byte off, same length.
+    let mut near = CERT_HASH.to_vec();
+    near[3] ^= 1;
+    let e = exchange_with_binding(
+        Some(CERT_HASH),
+        MECHANISM_PLUS,
+        ChannelBinding::tls_server_end_point(near),
+    )
+    .unwrap_err();
+    assert!(matches!(e, AuthError::Protocol(_)), "{e:?}");
+}
+
+#[test]
+fn binding_negotiation_follows_postgres() {
+    let over_tls = Some(CERT_HASH);
+    let bind = || ChannelBinding::tls_server_end_point(CERT_HASH.to_vec());
+    // Over TLS, a client that cannot bind ('n') uses plain SCRAM: fine.
+    exchange_with_binding(over_tls, MECHANISM, ChannelBinding::unsupported()).unwrap();
+    // 'y' over TLS: the client thinks we cannot bind, but we offered PLUS: a downgrade.
+    let e = exchange_with_binding(over_tls, MECHANISM, ChannelBinding::unrequested());
+    assert!(
+        matches!(&e, Err(AuthError::Protocol(m)) if m.contains("SCRAM channel binding negotiation error")),
+        "{e:?}"
+    );
+    // PLUS must carry binding data, and binding data needs PLUS.
+    let e = exchange_with_binding(over_tls, MECHANISM_PLUS, ChannelBinding::unsupported());
+    assert!(matches!(e, Err(AuthError::Protocol(_))), "{e:?}");
+    let e = exchange_with_binding(over_tls, MECHANISM_PLUS, ChannelBinding::unrequested());
+    assert!(matches!(e, Err(AuthError::Protocol(_))), "{e:?}");
+    let e = exchange_with_binding(over_tls, MECHANISM, bind());
+    assert!(matches!(e, Err(AuthError::Protocol(_))), "{e:?}");
+    // Plaintext: PLUS cannot even be selected, 'p' is refused, 'y' and 'n' are fine.
+    let e = exchange_with_binding(None, MECHANISM_PLUS, bind());
+    assert!(
+        matches!(&e, Err(AuthError::Protocol(m)) if m.contains("invalid SASL authentication mechanism")),
+        "{e:?}"
+    );
+    let e = exchange_with_binding(None, MECHANISM, bind());
+    assert!(matches!(e, Err(AuthError::Protocol(_))), "{e:?}");
+    exchange_with_binding(None, MECHANISM, ChannelBinding::unrequested()).unwrap();
+    exchange_with_binding(None, MECHANISM, ChannelBinding::unsupported()).unwrap();
+    // Unknown mechanisms are refused either way.
+    for offered in [None, over_tls] {
+        let e = exchange_with_binding(offered, "SCRAM-SHA-1", ChannelBinding::unsupported());
+        assert!(matches!(e, Err(AuthError::Protocol(_))), "{e:?}");
+    }
+}
+
+#[test]
+fn plus_refuses_other_binding_types() {
+    let v = ScramVerifier::mock("u", &MOCK_SECRET);
+    let mut s = ScramServer::new(v, true).with_channel_binding(CERT_HASH);
+    s.select_mechanism(MECHANISM_PLUS.as_bytes()).unwrap();
+    let m = protocol_err(s.client_first(b"p=tls-unique,,n=,r=abc"));
+    assert!(m.contains("unsupported SCRAM channel-binding type"), "{m}");
+    let mut s = ScramServer::new(ScramVerifier::mock("u", &MOCK_SECRET), true)
+        .with_channel_binding(CERT_HASH);
+    s.select_mechanism(MECHANISM_PLUS.as_bytes()).unwrap();
+    protocol_err(s.client_first(b"p=tls-server-end-point,a=admin,n=,r=abc"));
+}
+
+#[test]
+fn client_key_only_after_success() {
+    let stored = postgres_protocol::password::scram_sha_256(b"pw");
+    let v = ScramVerifier::parse(&stored).unwrap();
+    for (password, possible, expect) in [
+        ("pw", true, true),
+        ("nope", true, false),
+        ("pw", false, false),
+    ] {
+        let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        let mut server = ScramServer::new(v.clone(), possible);
+        assert_eq!(server.client_key(), None);
+        let first = server.client_first(client.message()).unwrap();
+        client.update(&first).unwrap();
+        assert_eq!(server.client_key(), None);
+        let r = server.client_final(client.message());
+        assert_eq!(r.is_ok(), expect);
+        assert_eq!(server.client_key().is_some(), expect);
+    }
+}

@@ -40,8 +40,13 @@ pub struct Login {
 
 impl Login {
     pub fn new(user: &str, password: Option<&str>) -> Self {
+        Self::with_auth(UpstreamAuth::new(user, password))
+    }
+
+    /// A login that authenticates with `auth` (e.g. [`UpstreamAuth::with_credential`]).
+    pub fn with_auth(auth: UpstreamAuth) -> Self {
         Login {
-            auth: UpstreamAuth::new(user, password),
+            auth,
             authenticated: false,
             params: Vec::new(),
             key: None,

@@ -6,6 +6,8 @@ use pgwire::messages::startup::Authentication;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::*;
+use crate::auth::credential::ServerCredential;
+use crate::auth::scram::client::ScramKeys;
 use crate::auth::scram::{ScramServer, ScramVerifier};
 
 fn auth_msg(a: Authentication) -> BytesMut {
@@ -73,8 +75,20 @@ fn scram_login(
 ) -> Result<LoggedIn, UpstreamError> {
     let salt = b"0123456789abcdef";
     let verifier = ScramVerifier::from_password(server_password, salt, 4096);
+    scram_login_with(
+        Login::new("app", Some(client_password)),
+        verifier,
+        tamper_final,
+    )
+}
+
+/// [`scram_login`] for any login, against a server holding `verifier`.
+fn scram_login_with(
+    mut login: Login,
+    verifier: ScramVerifier,
+    tamper_final: bool,
+) -> Result<LoggedIn, UpstreamError> {
     let mut server = ScramServer::new(verifier, true);
-    let mut login = Login::new("app", Some(client_password));
     let mut out = BytesMut::new();
 
     let sasl = auth_msg(Authentication::SASL(vec![
@@ -106,6 +120,82 @@ fn scram_login(
     login.on_message(&auth_msg(Authentication::Ok), &mut out)?;
     assert!(out.is_empty());
     Ok(feed_preamble(&mut login))
+}
+
+/// Keys as a client login through our ScramServer recovers them, for password `pw`.
+fn keys_for(password: &str, verifier: &ScramVerifier) -> ScramKeys {
+    let mut client = postgres_protocol::authentication::sasl::ScramSha256::new(
+        password.as_bytes(),
+        postgres_protocol::authentication::sasl::ChannelBinding::unsupported(),
+    );
+    let mut server = ScramServer::new(verifier.clone(), true);
+    let first = server.client_first(client.message()).unwrap();
+    client.update(&first).unwrap();
+    server.client_final(client.message()).unwrap();
+    ScramKeys {
+        client_key: server.client_key().unwrap(),
+        verifier: verifier.clone(),
+    }
+}
+
+fn key_login(keys: ScramKeys) -> Login {
+    let credential = ServerCredential::Scram(keys);
+    Login::with_auth(UpstreamAuth::with_credential("app", &credential))
+}
+
+#[test]
+fn scram_login_with_a_client_key() {
+    let verifier = ScramVerifier::from_password("pw", b"0123456789abcdef", 4096);
+    let keys = keys_for("pw", &verifier);
+    assert_eq!(
+        scram_login_with(key_login(keys.clone()), verifier.clone(), false),
+        Ok(expected_done())
+    );
+    // A server that cannot sign is caught.
+    let r = scram_login_with(key_login(keys.clone()), verifier, true);
+    assert!(
+        matches!(&r, Err(UpstreamError::Auth(m)) if m.contains("signature")),
+        "{r:?}"
+    );
+    // The role's password changed (new salt) since the key's verifier was fetched.
+    let changed = ScramVerifier::from_password("pw2", b"fedcba9876543210", 4096);
+    let r = scram_login_with(key_login(keys), changed, false);
+    assert!(
+        matches!(&r, Err(UpstreamError::Auth(m)) if m.contains("password changed")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_client_key_answers_scram_only() {
+    let verifier = ScramVerifier::from_password("pw", b"0123456789abcdef", 4096);
+    for req in [
+        Authentication::CleartextPassword,
+        Authentication::MD5Password(vec![1, 2, 3, 4]),
+    ] {
+        let r =
+            key_login(keys_for("pw", &verifier)).on_message(&auth_msg(req), &mut BytesMut::new());
+        assert!(
+            matches!(&r, Err(UpstreamError::Auth(m)) if m.contains("auth_query")),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn an_md5_credential_passes_the_hash() {
+    let salt = [9, 8, 7, 6];
+    let credential = ServerCredential::Md5Hash(md5::md5_hash("app", "pw"));
+    let mut login = Login::with_auth(UpstreamAuth::with_credential("app", &credential));
+    let mut out = BytesMut::new();
+    login
+        .on_message(
+            &auth_msg(Authentication::MD5Password(salt.to_vec())),
+            &mut out,
+        )
+        .unwrap();
+    let expected = postgres_protocol::authentication::md5_hash(b"app", b"pw", salt);
+    assert_eq!(take_p(&mut out), [expected.as_bytes(), b"\0"].concat());
 }
 
 #[test]

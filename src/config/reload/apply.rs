@@ -13,6 +13,9 @@ pub(super) fn apply(shared: &Shared, config: &Config, plan: &Plan) {
     for user in &plan.forget_verifiers {
         shared.verifiers.forget(user);
     }
+    if plan.clear_auth_query_cache {
+        shared.auth_query.clear();
+    }
     // Health views first: the generation bump below tells sessions to look again, and they
     // must find the new views when they do.
     for name in &plan.unmonitor {

@@ -3,8 +3,8 @@
 //! `Shared`, so every key's line and classification is unit-tested.
 //!
 //! Each key is classified once, here, by when its new value takes effect:
-//! - live: read where it is used (`max_client_conn`, `auth_type`, users, pool sizes and
-//!   timeouts, `[slow_query]`, ...) or applied to what runs (pools, health monitors);
+//! - live: read where it is used (`max_client_conn`, `auth_type`, users, `[auth_query]`, pool
+//!   sizes and timeouts, `[slow_query]`, ...) or applied to what runs (pools, health monitors);
 //! - for clients that connect from now on: copied into a session at login (`pool.mode`,
 //!   `idle_transaction_timeout_ms`, routing limits, ...);
 //! - at restart: bound or built once at start (`listen`, `metrics_listen`,
@@ -42,6 +42,8 @@ pub struct Plan {
     pub unmonitor: Vec<String>,
     /// Users whose cached SCRAM verifier goes: removed, or password changed.
     pub forget_verifiers: Vec<String>,
+    /// The verifiers fetched by auth_query go: where or how they are fetched changed.
+    pub clear_auth_query_cache: bool,
 }
 
 /// When a key's new value takes effect.
@@ -132,6 +134,7 @@ pub fn diff(old: &Config, new: &Config) -> Plan {
     routing(&mut plan, old, new);
     slow_query(&mut plan, old, new);
     users(&mut plan, old, new);
+    auth_query(&mut plan, old, new);
     databases(&mut plan, old, new);
     health(&mut plan, old, new);
     plan
@@ -317,6 +320,26 @@ fn user(plan: &mut Plan, o: &UserConfig, n: &UserConfig) {
         // New server connections log in with it; open ones stay logged in.
         plan.applied.push(format!("{key}.server_password: changed"));
     }
+}
+
+/// Read at each login of a user without a `[[users]]` entry: live. A change to what or where
+/// the query runs also drops the verifiers fetched so far, so the next login sees the new
+/// source at once rather than after `cache_ttl_ms`.
+fn auth_query(plan: &mut Plan, old: &Config, new: &Config) {
+    let (o, n) = (&old.auth_query, &new.auth_query);
+    keys!(
+        plan,
+        "auth_query",
+        o,
+        n,
+        When::Live,
+        [user, query, database, cache_ttl_ms]
+    );
+    if o.password != n.password {
+        plan.applied.push("auth_query.password: changed".to_owned());
+    }
+    plan.clear_auth_query_cache = (&o.user, &o.password, &o.query, &o.database)
+        != (&n.user, &n.password, &n.query, &n.database);
 }
 
 fn databases(plan: &mut Plan, old: &Config, new: &Config) {

@@ -279,6 +279,42 @@ fn slow_query_and_per_database_threshold_apply_live() {
     );
 }
 
+#[test]
+fn auth_query_is_live_and_its_source_clears_the_cache() {
+    let on = edited(
+        "[pool]",
+        "[auth_query]\nuser = \"lagoon_auth\"\npassword = \"s3cret\"\n\n[pool]",
+    );
+    let plan = diff(&base(), &on);
+    assert_eq!(
+        plan.applied,
+        [
+            "auth_query.user: \"\" -> \"lagoon_auth\"",
+            "auth_query.password: changed",
+        ]
+    );
+    assert!(plan.needs_restart.is_empty());
+    assert!(plan.clear_auth_query_cache);
+    // The TTL alone keeps what was fetched; the password never shows.
+    let ttl = config(&BASE.replacen(
+        "[pool]",
+        "[auth_query]\nuser = \"lagoon_auth\"\npassword = \"s3cret\"\ncache_ttl_ms = 5\n\n[pool]",
+        1,
+    ));
+    let plan = diff(&on, &ttl);
+    assert_eq!(plan.applied, ["auth_query.cache_ttl_ms: 60000 -> 5"]);
+    assert!(!plan.clear_auth_query_cache);
+    let other_pw = config(&BASE.replacen(
+        "[pool]",
+        "[auth_query]\nuser = \"lagoon_auth\"\npassword = \"n3w\"\n\n[pool]",
+        1,
+    ));
+    let plan = diff(&on, &other_pw);
+    assert_eq!(plan.applied, ["auth_query.password: changed"]);
+    assert!(plan.clear_auth_query_cache);
+    assert!(!format!("{plan:?}").contains("n3w"));
+}
+
 /// A key added to the model must be given a line and a time of effect here, not be ignored by
 /// reloads: every field serde knows is named in the diff.
 #[test]
@@ -296,6 +332,7 @@ fn every_config_key_is_classified() {
         ("routing", field_names::<RoutingConfig>()),
         ("slow_query", field_names::<SlowQueryConfig>()),
         ("users", field_names::<UserConfig>()),
+        ("auth_query", field_names::<AuthQueryConfig>()),
         ("databases", field_names::<DatabaseConfig>()),
     ];
     for (section, fields) in sections {

@@ -140,3 +140,100 @@ fn a_changed_server_password_replaces_the_pools() {
         &p.current("appdb", "app").expect("cluster")
     ));
 }
+
+/// `BASE` with auth_query on.
+fn with_auth_query(text: &str) -> String {
+    format!("[auth_query]\nuser = \"lagoon_auth\"\npassword = \"apw\"\n{text}")
+}
+
+#[test]
+fn an_auth_query_user_gets_one_slot_for_every_member() {
+    let c = config(&with_auth_query(BASE));
+    let p = Pools::default();
+    let db = c.database("appdb").expect("appdb");
+    let carol = p.get_or_create_fetched(&c, db, "carol");
+    let slot = carol.credential.clone().expect("a credential slot");
+    assert!(Arc::ptr_eq(
+        &carol,
+        &p.get_or_create_fetched(&c, db, "carol")
+    ));
+    assert_eq!(carol.pools().count(), 3);
+    for pool in carol.pools() {
+        let t = pool.target();
+        assert_eq!((t.user.as_str(), t.password.as_deref()), ("carol", None));
+        let s = t.credential.as_ref().expect("the member reads the slot");
+        assert!(Arc::ptr_eq(s, &slot), "{}", pool.member);
+        // Nothing to log in with before a client did.
+        assert!(!t.has_credential());
+    }
+    slot.set(crate::auth::credential::ServerCredential::Md5Hash(
+        crate::auth::md5::md5_hash("carol", "pw"),
+    ));
+    assert!(carol.pools().all(|p| p.target().has_credential()));
+    // A configured user's cluster has no slot.
+    let app = p.get_or_create(&c, db, c.user("app").expect("app"));
+    assert!(app.credential.is_none());
+    assert!(app.pools().all(|p| p.target().credential.is_none()));
+}
+
+#[test]
+fn a_url_that_forces_a_server_user_keeps_it_for_auth_query_users() {
+    let text = with_auth_query(&BASE.replace(
+        "primary = \"postgres://127.0.0.1:5432/appdb\"",
+        "primary = \"postgres://owner:opw@127.0.0.1:5432/appdb\"",
+    ));
+    let c = config(&text);
+    let p = Pools::default();
+    let carol = p.get_or_create_fetched(&c, c.database("appdb").expect("appdb"), "carol");
+    let t = carol.primary.target();
+    assert_eq!(
+        (t.user.as_str(), t.password.as_deref()),
+        ("owner", Some("opw"))
+    );
+    assert!(t.credential.is_none());
+    // The replicas name no user: they log in as carol with the slot.
+    assert!(carol.replicas[0].target().credential.is_some());
+}
+
+#[test]
+fn reload_keeps_removes_or_replaces_auth_query_clusters() {
+    let text = with_auth_query(BASE);
+    let c = config(&text);
+    let p = Pools::default();
+    let carol = p.get_or_create_fetched(&c, c.database("appdb").expect("appdb"), "carol");
+    // Same config, or new sizes: the cluster and its slot stay.
+    assert!(p.reconcile(&c).is_empty());
+    assert!(
+        p.reconcile(&config(&text.replace("size = 4", "size = 2")))
+            .is_empty()
+    );
+    let now = p.current("appdb", "carol").expect("cluster");
+    assert!(Arc::ptr_eq(&carol, &now));
+    assert_eq!(now.primary.settings().size, 2);
+    // A new replica list: replaced, but the slot (and the credential in it) carries over.
+    let fewer = text.replace(", \"postgres://127.0.0.1:5434/appdb\"", "");
+    assert_eq!(p.reconcile(&config(&fewer)).len(), 1);
+    let now = p.current("appdb", "carol").expect("cluster");
+    assert!(Arc::ptr_eq(
+        now.credential.as_ref().expect("slot"),
+        carol.credential.as_ref().expect("slot")
+    ));
+    assert!(Arc::ptr_eq(&now.primary, &carol.primary));
+    // carol gets a [[users]] entry: her pools now log in as the entry says.
+    let listed = format!("{fewer}\n[[users]]\nname = \"carol\"\npassword = \"cpw\"\n");
+    p.reconcile(&config(&listed));
+    let now = p.current("appdb", "carol").expect("cluster");
+    assert!(now.credential.is_none());
+    assert_eq!(now.primary.target().password.as_deref(), Some("cpw"));
+    // auth_query off: a fetched user's cluster goes.
+    let p = Pools::default();
+    p.get_or_create_fetched(&c, c.database("appdb").expect("appdb"), "carol");
+    let changes = p.reconcile(&config(BASE));
+    assert_eq!(
+        changes,
+        [ClusterChange::Removed {
+            database: "appdb".into(),
+            user: "carol".into()
+        }]
+    );
+}
