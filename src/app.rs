@@ -106,6 +106,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The client listener, for socket options a caller wants on every accepted connection
+    /// (Linux copies buffer sizes from the listening socket; tests shrink them to reach
+    /// full-socket paths).
+    pub fn listener(&self) -> &TcpListener {
+        &self.listener
+    }
+
     /// Binds the client listener and, with `server.metrics_listen`, installs the metrics
     /// recorder and binds the metrics endpoint: a bad address fails here, at start. The
     /// recorder goes in before `Shared` exists, so no pool or monitor resolves a metric handle

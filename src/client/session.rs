@@ -702,6 +702,9 @@ impl Session<'_> {
             || !self.cscan.at_boundary()
             || self.scanned > 0
             || !self.wire.idle()
+            // TLS records still queued for the client: the attached loop flushes them when
+            // the socket drains. Released now, nothing would (the idle loop only reads).
+            || self.client.needs_flush()
         {
             return Ok(());
         }

@@ -241,6 +241,35 @@ pub async fn start_proxy_with(config_text: &str) -> TestProxy {
     }
 }
 
+/// Like [`start_proxy_with`], with the kernel send buffer of every client connection cut to
+/// `bytes` (set on the listener, which accepted sockets inherit): the proxy's writes to a
+/// client that reads slowly then hit a full socket, as on a real network.
+pub async fn start_proxy_small_sndbuf(config_text: &str, bytes: i32) -> TestProxy {
+    use std::os::fd::AsRawFd;
+    let config = parse_config(config_text);
+    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let fd = proxy.listener().as_raw_fd();
+    // SAFETY: a valid socket fd we own for the call, and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_SNDBUF");
+    let addr = proxy.local_addr().expect("local addr");
+    let shared = Arc::clone(&proxy.shared);
+    let task = tokio::spawn(proxy.run());
+    TestProxy {
+        addr,
+        shared,
+        task: Some(task),
+    }
+}
+
 /// Runs a command-line client (psql, pgbench) with PGPASSWORD unset and returns its output.
 pub async fn run_cmd(program: &str, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(program);

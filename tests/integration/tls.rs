@@ -474,3 +474,75 @@ async fn channel_binding_require_with_psql_and_tokio_postgres() {
     tokio::spawn(conn);
     assert_eq!(one(&client, "SELECT 'plus'").await, "plus");
 }
+
+/// A TLS client reading a large result slowly: the proxy's socket to it fills while the last
+/// records (ReadyForQuery among them) are queued inside rustls. They must still be flushed
+/// before the server is given back (found in review: the client waited forever).
+#[tokio::test]
+async fn a_slow_tls_reader_still_gets_its_ready_for_query() {
+    use tokio::io::AsyncRead;
+    let pki = pki();
+    let proxy = start_proxy_small_sndbuf(&config(pki, "require", ""), 16 * 1024).await;
+
+    /// Reads until a ReadyForQuery, sleeping between reads when `slow`; returns bytes read.
+    async fn until_ready(tls: &mut (impl AsyncRead + Unpin), slow: bool) -> usize {
+        let (mut total, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 16 * 1024]);
+        loop {
+            let mut pos = 0;
+            while buf.len() >= pos + 5 {
+                let len = i32::from_be_bytes(buf[pos + 1..pos + 5].try_into().unwrap()) as usize;
+                if buf.len() < pos + 1 + len {
+                    break;
+                }
+                assert_ne!(buf[pos], b'E', "{}", String::from_utf8_lossy(&buf[pos..]));
+                if buf[pos] == b'Z' {
+                    return total;
+                }
+                pos += 1 + len;
+            }
+            buf.drain(..pos);
+            if slow {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let n = tls.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the proxy closed the connection");
+            total += n;
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    for round in 0..6 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut sock = socket.connect(proxy.addr).await.expect("connect");
+        sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.expect("SSLRequest");
+        let mut s = [0u8; 1];
+        sock.read_exact(&mut s).await.expect("answer");
+        assert_eq!(s[0], b'S');
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(pki.client_config()));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector.connect(name, sock).await.expect("handshake");
+        let mut startup = 196608i32.to_be_bytes().to_vec();
+        startup.extend_from_slice(format!("user\0{}\0database\0{DB}\0\0", TRUST_USER.0).as_bytes());
+        let mut msg = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&startup);
+        tls.write_all(&msg).await.expect("startup");
+        tls.flush().await.expect("flush");
+        tokio::time::timeout(Duration::from_secs(10), until_ready(&mut tls, false))
+            .await
+            .expect("login");
+
+        let sql = format!("SELECT repeat('x', 1000) FROM generate_series(1, {})\0", 300 + round * 37);
+        let mut q = vec![b'Q'];
+        q.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+        q.extend_from_slice(sql.as_bytes());
+        tls.write_all(&q).await.expect("query");
+        tls.flush().await.expect("flush");
+        // Not reading for a while fills the proxy's socket to us.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = tokio::time::timeout(Duration::from_secs(15), until_ready(&mut tls, true))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: ReadyForQuery never arrived"));
+        assert!(got > 300_000, "round {round}: the whole result came ({got} bytes)");
+    }
+}
