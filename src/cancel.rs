@@ -15,6 +15,9 @@ pub struct CancelTarget {
     pub port: u16,
     pub process_id: i32,
     pub secret_key: Vec<u8>,
+    /// The connection's `server_tls`: under `require` and `verify-*` the cancel goes over TLS
+    /// too, so its key never crosses the network in clear.
+    pub tls: crate::net::tls::Upstream,
 }
 
 #[derive(Debug)]
@@ -110,6 +113,7 @@ mod tests {
             port: 1,
             process_id: 9,
             secret_key: vec![1, 2, 3, 4],
+            tls: Default::default(),
         })));
         assert_eq!(
             reg.lookup(r.process_id, &key).map(|t| t.process_id),

@@ -75,10 +75,9 @@ pub fn lookup_target(aq: &AuthQueryConfig, ep: &Endpoint) -> ServerTarget {
 /// Authenticates client `user` of `db` (a user without a `[[users]]` entry, auth_query on)
 /// and returns what the proxy logs in to its servers with. Writes AuthenticationOk on success
 /// like [`authenticate_client`]; on failure writes nothing more than the exchange, for the
-/// caller's ErrorResponse. A SCRAM verifier means a SCRAM exchange (-PLUS when
-/// `channel_binding` is given), an md5 hash an md5 one, whatever `server.auth_type` says:
-/// the stored secret decides, and `trust` cannot apply (it would leave nothing to log in to
-/// the servers with). A failed proof drops the cached secret, so a password changed since
+/// caller's ErrorResponse. `server.auth_type` picks the exchange, as for configured users
+/// (SCRAM, -PLUS when `channel_binding` is given; md5, which falls back to SCRAM for a SCRAM
+/// verifier; `trust` is read as SCRAM: it would leave nothing to log in to the servers with). A failed proof drops the cached secret, so a password changed since
 /// it was fetched is seen at the next attempt.
 #[allow(clippy::too_many_arguments)]
 pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
@@ -98,6 +97,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         port: target.port,
         dbname: target.database.clone(),
         user: user.to_owned(),
+        tls: target.tls.id(),
     };
     let timeout = config.pool.connect_timeout();
     let looked = cache
@@ -122,10 +122,11 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             return refuse(stream, read_buf, user, config, mock_secret, channel_binding).await;
         }
     };
-    let method = match secret {
-        Secret::Md5(_) => Method::Md5,
-        _ => Method::ScramSha256,
-    };
+    // The operator's auth_type decides, as for an unknown user (see `refuse`): a found role
+    // and a missing one then start the same exchange, so names cannot be probed. As in
+    // Postgres, md5 falls back to SCRAM for a SCRAM verifier, and scram-sha-256 cannot be
+    // satisfied by an md5 hash (the exchange runs and fails).
+    let method = configured_method(config);
     let done = authenticate_client(
         stream,
         read_buf,
@@ -158,6 +159,16 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The method auth_query users are asked to prove themselves with: `server.auth_type`, with
+/// `trust` read as SCRAM (a looked-up user must prove something: the proof is what the proxy
+/// logs in to the servers with).
+fn configured_method(config: &Config) -> Method {
+    match config.server.auth_type {
+        AuthType::Md5 => Method::Md5,
+        AuthType::ScramSha256 | AuthType::Trust => Method::ScramSha256,
+    }
+}
+
 /// The exchange an unknown user gets, then `28P01`.
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -167,10 +178,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     mock_secret: &[u8; 32],
     channel_binding: Option<&[u8]>,
 ) -> Result<ServerCredential, AuthError> {
-    let method = match config.server.auth_type {
-        AuthType::Md5 => Method::Md5,
-        AuthType::ScramSha256 | AuthType::Trust => Method::ScramSha256,
-    };
+    let method = configured_method(config);
     authenticate_client(
         stream,
         read_buf,

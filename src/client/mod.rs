@@ -50,8 +50,9 @@ async fn send_fatal(stream: &mut Stream, err: &(dyn ClientFacing + Sync)) {
         err.sqlstate(),
         &err.client_message(),
     );
-    let _ = stream.send(&out).await;
-    let _ = stream.shutdown().await;
+    let bounded = session::EXIT_WRITE_TIMEOUT;
+    let _ = tokio::time::timeout(bounded, stream.send(&out)).await;
+    let _ = tokio::time::timeout(bounded, stream.shutdown()).await;
 }
 
 /// Serves one client connection from accept to close.
@@ -90,8 +91,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             ..
         }) => {
             if let Some(t) = shared.cancel.lookup(process_id, &secret_key) {
-                let send =
-                    crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key);
+                let send = crate::pool::connect::send_cancel(&t);
                 match tokio::time::timeout(login_timeout, send).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "forwarding cancel request failed"),

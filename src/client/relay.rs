@@ -161,8 +161,7 @@ pub async fn cleanup(
         let mut out = BytesMut::new();
         if tracker.owed() > 0 {
             let t = &conn.cancel;
-            let _ = crate::pool::connect::send_cancel(&t.host, t.port, t.process_id, &t.secret_key)
-                .await;
+            let _ = crate::pool::connect::send_cancel(t).await;
         }
         if tracker.copy_in() {
             encode::copy_fail(&mut out, "client disconnected");

@@ -71,6 +71,9 @@ impl Exit {
     }
 }
 
+/// How long a closing session may spend writing its last message and shutting its socket.
+pub(crate) const EXIT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Session<'a> {
     pub shared: &'a Shared,
     /// This client in the proxy's client list (state, `KILL`).
@@ -187,9 +190,11 @@ impl Session<'_> {
             crate::metrics::count_error(crate::error::ErrorKind::of_fatal(code));
             let mut out = BytesMut::new();
             encode::error(&mut out, Severity::Fatal, code, &msg);
-            let _ = self.client.send(&out).await;
+            let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, self.client.send(&out)).await;
         }
-        let _ = self.client.shutdown().await;
+        // Bounded: a client that stopped reading must not hold its task (and with it a
+        // shutdown waiting on every task) on its last words or TLS close_notify.
+        let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, self.client.shutdown()).await;
     }
 
     async fn run_loop(&mut self) -> Exit {

@@ -222,7 +222,7 @@ async fn login_inner(
         .await
         .map_err(io_err)?;
     tcp.set_nodelay(true).map_err(io_err)?;
-    let mut stream = negotiate_tls(tcp, target, &addr).await?;
+    let mut stream = negotiate_tls(tcp, &target.tls, &target.host, &addr).await?;
     let mut out = BytesMut::with_capacity(256);
     upstream::startup_message(&target.user, &target.database, startup_params, &mut out)?;
     let mut read_buf = BytesMut::with_capacity(1024);
@@ -259,13 +259,14 @@ async fn login_inner(
 /// it goes to the TLS layer, which refuses it (the CVE-2021-23222 class).
 async fn negotiate_tls(
     mut tcp: TcpStream,
-    target: &ServerTarget,
+    tls: &Upstream,
+    host: &str,
     addr: &str,
 ) -> Result<Stream, ConnectError> {
-    let Some(config) = target.tls.client_config() else {
+    let Some(config) = tls.client_config() else {
         return Ok(Stream::Plain(tcp));
     };
-    let mode = target.tls.mode;
+    let mode = tls.mode;
     let io_err =
         |e: std::io::Error| ConnectError::Io(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
     tcp.write_all(&SSL_REQUEST).await.map_err(io_err)?;
@@ -273,7 +274,7 @@ async fn negotiate_tls(
     tcp.read_exact(&mut answer).await.map_err(io_err)?;
     match answer[0] {
         b'S' => {}
-        b'N' if !target.tls.requires_tls() => return Ok(Stream::Plain(tcp)),
+        b'N' if !tls.requires_tls() => return Ok(Stream::Plain(tcp)),
         b'N' => {
             return Err(ConnectError::Tls(format!(
                 "{addr} does not accept TLS connections, and server_tls = \"{mode}\" requires \
@@ -281,7 +282,7 @@ async fn negotiate_tls(
             )));
         }
         // A server too old to know SSLRequest answers with an ErrorResponse.
-        b'E' if !target.tls.requires_tls() => {
+        b'E' if !tls.requires_tls() => {
             return Err(ConnectError::Protocol(format!(
                 "{addr} refused SSLRequest with an error: set server_tls = \"disable\" for it"
             )));
@@ -292,10 +293,9 @@ async fn negotiate_tls(
             )));
         }
     }
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
         ConnectError::Tls(format!(
-            "\"{}\" is not a valid host name for TLS verification (server_tls = \"{mode}\")",
-            target.host
+            "\"{host}\" is not a valid host name for TLS verification (server_tls = \"{mode}\")"
         ))
     })?;
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config))
@@ -310,18 +310,23 @@ async fn negotiate_tls(
 }
 
 /// Sends a CancelRequest (length, code 80877102, pid, key; 16 bytes with protocol 3.0's
-/// 4-byte key) on a fresh TCP connection and closes it. Postgres never answers on this
-/// connection. No time limit of its own: callers wrap it in one.
-pub async fn send_cancel(
-    host: &str,
-    port: u16,
-    process_id: i32,
-    secret_key: &[u8],
-) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect((host, port)).await?;
-    stream
-        .write_all(&cancel_request(process_id, secret_key)?)
-        .await?;
+/// 4-byte key) on a fresh connection and closes it. Postgres never answers on it. Under a
+/// `server_tls` that requires TLS the request goes through TLS (Postgres accepts cancels after
+/// SSLRequest); otherwise in plaintext, as libpq before 17 does. No time limit of its own:
+/// callers wrap it in one.
+pub async fn send_cancel(target: &crate::cancel::CancelTarget) -> std::io::Result<()> {
+    let request = cancel_request(target.process_id, &target.secret_key)?;
+    let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    if !target.tls.requires_tls() {
+        let mut tcp = tcp;
+        tcp.write_all(&request).await?;
+        return tcp.shutdown().await;
+    }
+    let addr = format!("{}:{}", target.host, target.port);
+    let mut stream = negotiate_tls(tcp, &target.tls, &target.host, &addr)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    stream.send(&request).await?;
     stream.shutdown().await
 }
 
@@ -543,9 +548,15 @@ mod tests {
             sock.read_to_end(&mut got).await.unwrap();
             got
         });
-        send_cancel("127.0.0.1", port, 42, &[1, 2, 3, 4])
-            .await
-            .unwrap();
+        send_cancel(&crate::cancel::CancelTarget {
+            host: "127.0.0.1".into(),
+            port,
+            process_id: 42,
+            secret_key: vec![1, 2, 3, 4],
+            tls: Upstream::disabled(),
+        })
+        .await
+        .unwrap();
         let got = server.await.unwrap();
         assert_eq!(got, &cancel_request(42, &[1, 2, 3, 4]).unwrap()[..]);
     }

@@ -533,6 +533,7 @@ impl Pool {
                         port: self.target.port,
                         process_id: login.process_id,
                         secret_key: login.secret_key,
+                        tls: self.target.tls.clone(),
                     }),
                 })
             }

@@ -167,21 +167,48 @@ async fn scram_role_logs_in_with_no_password_in_the_config() {
     );
 }
 
-#[tokio::test]
-async fn md5_role_logs_in_with_an_md5_exchange() {
-    let proxy = start("", "").await;
-    assert_server_requires_a_password(MD5.0).await;
+/// The first Authentication request a login as `user` gets: (code, body length).
+async fn first_auth_request(proxy: &TestProxy, user: &str) -> (i32, usize) {
     let mut raw = Raw::connect(proxy.addr).await;
-    raw.send(&startup(&[("user", MD5.0), ("database", DB)]))
+    raw.send(&startup(&[("user", user), ("database", DB)]))
         .await;
     let m = raw.read_msg().await;
+    assert_eq!(m.tag, b'R', "{user}");
+    (m.i32_at(0), m.body.len())
+}
+
+#[tokio::test]
+async fn md5_role_logs_in_with_an_md5_exchange() {
+    setup();
+    let text = config("", "", "").replacen(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nauth_type = \"md5\"",
+        1,
+    );
+    let proxy = start_proxy_with(&text).await;
+    assert_server_requires_a_password(MD5.0).await;
     assert_eq!(
-        (m.tag, m.i32_at(0), m.body.len()),
-        (b'R', 5, 8),
+        first_auth_request(&proxy, MD5.0).await,
+        (5, 8),
         "md5 challenge"
     );
-    drop(raw);
+    // An unknown name gets the same first step, so names cannot be probed; a SCRAM role falls
+    // back to SCRAM, as in Postgres.
+    assert_eq!(first_auth_request(&proxy, "aq_no_such_role").await, (5, 8));
+    assert_eq!(first_auth_request(&proxy, SCRAM.0).await.0, 10, "SASL");
     assert_login_works(&proxy, MD5).await;
+    assert_login_works(&proxy, SCRAM).await;
+}
+
+/// Under the default scram-sha-256 an md5 hash cannot be checked: the role is refused after a
+/// SCRAM exchange, the same as an unknown name, as Postgres does.
+#[tokio::test]
+async fn under_scram_an_md5_role_is_refused_like_an_unknown_one() {
+    let proxy = start("", "").await;
+    assert_eq!(first_auth_request(&proxy, MD5.0).await.0, 10);
+    assert_eq!(first_auth_request(&proxy, "aq_no_such_role").await.0, 10);
+    let (code, _) = refused(&proxy, MD5.0, MD5.1, DB).await;
+    assert_eq!(code, "28P01");
 }
 
 #[tokio::test]
@@ -193,8 +220,6 @@ async fn wrong_password_unknown_and_passwordless_roles_are_28p01() {
         msg,
         format!("password authentication failed for user \"{}\"", SCRAM.0)
     );
-    let (code, msg) = refused(&proxy, MD5.0, "wrong", DB).await;
-    assert_eq!(code, "28P01", "{msg}");
     for ghost in ["aq_no_such_role", NO_PASSWORD] {
         let (code, msg) = refused(&proxy, ghost, "whatever", DB).await;
         assert_eq!(code, "28P01", "{ghost}: {msg}");

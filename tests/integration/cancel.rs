@@ -158,3 +158,26 @@ async fn cancel_with_a_wrong_key_does_nothing() {
         Some("1")
     );
 }
+
+/// Under `server_tls = "verify-full"` the cancel reaches the server over TLS too (its key never
+/// crosses in clear) and still stops the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_server_under_verify_full() {
+    let text = format!(
+        "{}server_tls = \"verify-full\"\nserver_tls_ca = {:?}\n",
+        base_config("size = 2", ""),
+        crate::certs::path_str(&crate::certs::pki().ca())
+    );
+    let proxy = start_proxy_with(&text).await;
+    let client = proxy.connect().await;
+    let marker = "cancel_verify_full_q1";
+    let token = client.cancel_token();
+    let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+    let (res, ()) = tokio::join!(client.simple_query(&sql), async {
+        wait_marker_active(marker).await;
+        token.cancel_query(NoTls).await.expect("send cancel");
+    });
+    let err = res.expect_err("a cancelled query must fail");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err}");
+    wait_marker_gone(marker, Duration::from_secs(5)).await;
+}

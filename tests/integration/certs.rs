@@ -23,6 +23,12 @@ impl Pki {
     /// A fresh CA named after `tag`, a server certificate and a client certificate for
     /// `client_cn`, written to a fresh directory.
     pub fn new(tag: &str) -> Pki {
+        Pki::with_server_name(tag, "localhost", true)
+    }
+
+    /// Like [`Pki::new`], with the server certificate naming only `dns` (and 127.0.0.1 when
+    /// `loopback_ip`), for host-name verification tests.
+    pub fn with_server_name(tag: &str, dns: &str, loopback_ip: bool) -> Pki {
         let dir = std::env::temp_dir().join(format!("lagoon-pki-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("pki dir");
         let ca_key = KeyPair::generate().expect("ca key");
@@ -39,13 +45,13 @@ impl Pki {
         let issuer = Issuer::new(ca, ca_key);
 
         let server_key = KeyPair::generate().expect("server key");
-        let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        server
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
+        let mut server = CertificateParams::new(vec![dns.to_owned()]).expect("params");
+        if loopback_ip {
+            server
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        }
+        server.distinguished_name.push(DnType::CommonName, dns);
         let server_cert = server.signed_by(&server_key, &issuer).expect("server cert");
 
         let client_key = KeyPair::generate().expect("client key");

@@ -235,7 +235,14 @@ async fn direct_tls_needs_alpn_postgresql() {
     // Another application protocol fails the handshake itself.
     let mut http = pki.client_config();
     http.alpn_protocols = vec![b"http/1.1".to_vec()];
-    assert!(tls_connect(&proxy, http, true).await.is_err());
+    let e = tls_connect(&proxy, http, true)
+        .await
+        .map(drop)
+        .expect_err("another ALPN protocol must be refused");
+    assert!(
+        e.as_db_error().is_none() && format!("{e:?}").contains("NoApplicationProtocol"),
+        "refused by the TLS handshake itself, not after it: {e:?}"
+    );
 }
 
 #[tokio::test]
@@ -515,7 +522,9 @@ async fn a_slow_tls_reader_still_gets_its_ready_for_query() {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("rcvbuf");
         let mut sock = socket.connect(proxy.addr).await.expect("connect");
-        sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.expect("SSLRequest");
+        sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .expect("SSLRequest");
         let mut s = [0u8; 1];
         sock.read_exact(&mut s).await.expect("answer");
         assert_eq!(s[0], b'S');
@@ -532,7 +541,10 @@ async fn a_slow_tls_reader_still_gets_its_ready_for_query() {
             .await
             .expect("login");
 
-        let sql = format!("SELECT repeat('x', 1000) FROM generate_series(1, {})\0", 300 + round * 37);
+        let sql = format!(
+            "SELECT repeat('x', 1000) FROM generate_series(1, {})\0",
+            300 + round * 37
+        );
         let mut q = vec![b'Q'];
         q.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
         q.extend_from_slice(sql.as_bytes());
@@ -543,6 +555,48 @@ async fn a_slow_tls_reader_still_gets_its_ready_for_query() {
         let got = tokio::time::timeout(Duration::from_secs(15), until_ready(&mut tls, true))
             .await
             .unwrap_or_else(|_| panic!("round {round}: ReadyForQuery never arrived"));
-        assert!(got > 300_000, "round {round}: the whole result came ({got} bytes)");
+        assert!(
+            got > 300_000,
+            "round {round}: the whole result came ({got} bytes)"
+        );
     }
+}
+
+/// Host-name checking under `server_tls`: a second Lagoon whose certificate names only
+/// `db.invalid` stands in for the server (the shared cluster's certificate names 127.0.0.1).
+/// `verify-full` to 127.0.0.1 must refuse it; `verify-ca` accepts it (same CA).
+#[tokio::test]
+async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let front_pki = Pki::with_server_name("name-only", "db.invalid", false);
+    let front = start_proxy_with(&config(&front_pki, "require", "")).await;
+    let chained = |mode: &str| {
+        let mut text = base_config("", "");
+        let c = cluster();
+        let direct = c.url(&c.primary, DB);
+        let via = format!("postgres://127.0.0.1:{}/{DB}", front.addr.port());
+        assert!(text.contains(&direct));
+        text = text.replace(&direct, &via);
+        format!(
+            "{text}server_tls = \"{mode}\"\nserver_tls_ca = {:?}\n",
+            path_str(&front_pki.ca())
+        )
+    };
+    let full = start_proxy_with(&chained("verify-full")).await;
+    let e = full
+        .try_connect(&full.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
+        .await
+        .map(drop)
+        .expect_err("the certificate does not name 127.0.0.1");
+    let msg = error_message(&e);
+    assert!(
+        msg.contains("not valid for name") && msg.contains("verify-full"),
+        "{msg}"
+    );
+
+    let ca_only = start_proxy_with(&chained("verify-ca")).await;
+    let client = ca_only.connect().await;
+    assert_eq!(
+        one(&client, "SELECT 'through two proxies'").await,
+        "through two proxies"
+    );
 }

@@ -26,6 +26,10 @@ pub struct Key {
     pub port: u16,
     pub dbname: String,
     pub user: String,
+    /// The lookup's TLS settings ([`crate::net::tls::Upstream::id`]): a secret fetched over
+    /// weaker TLS (or plaintext, where someone in between could have answered) is never
+    /// served to a database that demands `verify-*`.
+    pub tls: [u8; 32],
 }
 
 struct Fetched {
@@ -35,10 +39,25 @@ struct Fetched {
 
 type Entry = Arc<Mutex<Option<Fetched>>>;
 
+/// Lookups running at once, across all users. Each opens a server connection, and
+/// unauthenticated clients can ask for any name: without a bound, a flood of made-up names
+/// would open as many connections to the primary as `max_client_conn` allows. Waiting
+/// logins are bounded by the login timeout.
+const MAX_CONCURRENT_LOOKUPS: usize = 4;
+
 /// All verifiers fetched by auth_query, per [`Key`].
-#[derive(Default)]
 pub struct AuthQueryCache {
     map: DashMap<Key, Entry>,
+    lookups: tokio::sync::Semaphore,
+}
+
+impl Default for AuthQueryCache {
+    fn default() -> Self {
+        AuthQueryCache {
+            map: DashMap::new(),
+            lookups: tokio::sync::Semaphore::new(MAX_CONCURRENT_LOOKUPS),
+        }
+    }
 }
 
 impl AuthQueryCache {
@@ -62,7 +81,11 @@ impl AuthQueryCache {
                 return Ok(Lookup::Found(f.secret.clone()));
             }
         }
-        let result = fetch().await;
+        let result = match self.lookups.acquire().await {
+            Ok(_permit) => fetch().await,
+            // Never closed; if it were, looking up unbounded beats refusing every login.
+            Err(_) => fetch().await,
+        };
         *slot = match &result {
             Ok(Lookup::Found(secret)) => Some(Fetched {
                 at: Instant::now(),
@@ -111,6 +134,7 @@ mod tests {
             port: 5432,
             dbname: "d".into(),
             user: user.into(),
+            tls: [0; 32],
         }
     }
 

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::reply::{Reply, encode_request};
 use super::{FetchError, Lookup};
@@ -45,7 +44,7 @@ async fn fetch_inner(
     let (mut stream, mut buf) = (login.stream, login.read_buf);
     let mut out = BytesMut::new();
     encode_request(query, user, &mut out)?;
-    stream.write_all(&out).await?;
+    stream.send(&out).await?;
     let mut reply = Reply::default();
     let lookup = loop {
         let msg = match read_message(&mut stream, &mut buf, MAX_REPLY_MESSAGE).await {
@@ -65,6 +64,6 @@ async fn fetch_inner(
     // A polite goodbye, so the server logs no "unexpected EOF"; failure to send it is moot.
     out.clear();
     postgres_protocol::message::frontend::terminate(&mut out);
-    let _ = stream.write_all(&out).await;
+    let _ = stream.send(&out).await;
     Ok(lookup)
 }

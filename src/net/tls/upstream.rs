@@ -92,6 +92,11 @@ impl Upstream {
         })
     }
 
+    /// Identifies the mode and CA contents: equal for equal settings.
+    pub fn id(&self) -> [u8; 32] {
+        self.digest
+    }
+
     /// The rustls client configuration; `None` under `disable`.
     pub fn client_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
         self.config.as_ref()
