@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use super::session::Session;
 use super::timing::Pending;
 use crate::protocol::sqlstate::SqlState;
-use crate::stats::{QueryRecord, Route, Stats};
+use crate::stats::{FingerprintMemo, QueryRecord, Route, Stats};
 
 /// What every record of one batch of finished entries shares.
 struct Context<'a> {
@@ -42,7 +42,8 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn record(&self, p: &Pending, sqlstate: Option<[u8; 5]>) {
+    /// Records `p`; `memo` spares the fingerprint of a text the session sent lately.
+    fn record(&self, p: &Pending, sqlstate: Option<[u8; 5]>, memo: Option<&mut FingerprintMemo>) {
         if !p.executes {
             return;
         }
@@ -53,25 +54,27 @@ impl<'a> Context<'a> {
         } else {
             SystemTime::UNIX_EPOCH
         };
-        self.stats.finish(
-            self.db,
-            &QueryRecord {
-                database: &self.db.database,
-                user: self.user,
-                application_name: self.application_name,
-                route: self.route,
-                member: self.member,
-                sql: &p.sql,
-                std_strings: self.std_strings,
-                pool_wait: phases.pool_wait,
-                server: phases.server,
-                client: phases.client,
-                total: phases.total,
-                rows: p.rows,
-                sqlstate: sqlstate.or(p.sqlstate),
-                at,
-            },
-        );
+        let rec = QueryRecord {
+            database: &self.db.database,
+            user: self.user,
+            application_name: self.application_name,
+            route: self.route,
+            member: self.member,
+            sql: &p.sql,
+            std_strings: self.std_strings,
+            pool_wait: phases.pool_wait,
+            server: phases.server,
+            client: phases.client,
+            total: phases.total,
+            rows: p.rows,
+            sqlstate: sqlstate.or(p.sqlstate),
+            at,
+        };
+        let fp = match memo {
+            Some(memo) => memo.fingerprint(&p.sql, self.std_strings),
+            None => rec.fingerprint(),
+        };
+        self.stats.finish_with(self.db, &rec, fp);
     }
 }
 
@@ -94,8 +97,9 @@ impl Session<'_> {
             member,
             ..Context::of(self.shared, &self.db_stats, &self.pool, &self.params)
         };
-        for p in self.timing.take_answered(now) {
-            ctx.record(&p, None);
+        let (done, memo) = self.timing.take_answered_with_memo(now);
+        for p in done {
+            ctx.record(&p, None, Some(&mut *memo));
         }
         self.flush_byte_counts();
     }
@@ -109,7 +113,7 @@ impl Session<'_> {
         let ctx = Context::of(self.shared, &self.db_stats, &self.pool, &self.params);
         let sqlstate = <[u8; 5]>::try_from(code.code().as_bytes()).ok();
         for p in self.timing.take_all(Instant::now()) {
-            ctx.record(&p, sqlstate);
+            ctx.record(&p, sqlstate, None);
         }
     }
 }

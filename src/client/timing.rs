@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::messages::parse;
-use crate::stats::QueryTimer;
+use crate::stats::{FingerprintMemo, QueryTimer};
 
 /// Statement text kept per request: enough to fingerprint any real query shape (normalized
 /// text is cut at 4 KiB anyway), while a multi-megabyte INSERT costs no more than this to
@@ -77,6 +77,9 @@ pub struct Timing {
     /// has one ReadyForQuery for its Sync and the Sync after CopyDone (the server skips the
     /// first, as `TxnTracker` does on CopyInResponse).
     absorb: u32,
+    /// Fingerprints of the texts this session sent lately: its finished entries are recorded
+    /// with them (see [`Timing::take_answered_with_memo`]).
+    memo: FingerprintMemo,
 }
 
 impl Timing {
@@ -290,15 +293,25 @@ impl Timing {
 
     /// Takes the answered entries whose replies have all been written, marking them done.
     pub fn take_answered(&mut self, now: Instant) -> impl Iterator<Item = Pending> + '_ {
+        self.take_answered_with_memo(now).0
+    }
+
+    /// [`Timing::take_answered`], with the session's fingerprint memo beside it for recording
+    /// them.
+    pub fn take_answered_with_memo(
+        &mut self,
+        now: Instant,
+    ) -> (impl Iterator<Item = Pending> + '_, &mut FingerprintMemo) {
         let n = std::mem::take(&mut self.answered);
         if n == self.pending.len() {
             self.unwritten = false;
             self.unchecked = false;
         }
-        self.pending.drain(..n).map(move |mut p| {
+        let done = self.pending.drain(..n).map(move |mut p| {
             p.timer.client_done_at(now);
             p
-        })
+        });
+        (done, &mut self.memo)
     }
 
     /// Takes every entry (answered by the proxy, or cut short), marking them done.

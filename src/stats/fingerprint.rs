@@ -45,7 +45,7 @@
 //! Two shapes collide with odds about n²/2⁶⁵; the cost is two queries sharing a row of
 //! statistics, so nothing compares texts on a hit.
 
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_64_with_seed};
 
 use crate::sql::lexer::{Lexer, Token, TokenKind};
 
@@ -365,10 +365,11 @@ impl TextSink {
     }
 }
 
-/// Stack buffer size of the fingerprint's encoding: covers typical statements (a 2.5 KB ORM
-/// query with literals encodes to less), past it the encoding streams through XXH3's own
-/// state, also on the stack. Small enough that zeroing it costs little.
-const HASH_BUF: usize = 2048;
+/// Stack buffer size of the fingerprint's encoding: covers short statements (pgbench's, a
+/// 150-byte ORM select); past it the buffer is fed to XXH3's streaming state, also on the
+/// stack, 256 bytes at a time (its block size). Zeroing the buffer is paid on every query:
+/// 2 KiB of it was a third of the instructions of fingerprinting a short statement.
+const HASH_BUF: usize = 256;
 
 /// Builds the canonical encoding and hashes it; never allocates.
 struct HashSink {
@@ -377,6 +378,33 @@ struct HashSink {
     /// Only for encodings longer than the buffer; `xxh3_64` of the whole otherwise (the same
     /// value: XXH3's streaming and one-shot forms agree).
     stream: Option<Xxh3>,
+}
+
+/// Remembers the fingerprints of the last few statement texts one session sent, so a text
+/// sent again (an ORM's parameterized statements, `-M extended`, a prepared statement's
+/// Bind) costs a hash of its bytes instead of a lexer pass and the encoding. A session
+/// repeats a handful of texts: four slots, chosen by the text's hash.
+///
+/// The key is XXH3-64 of the raw text and `std_strings`; two texts with the same key would
+/// share a fingerprint, with odds of 2⁻⁶⁴ per pair, below the fingerprint's own collisions.
+#[derive(Debug, Default, Clone)]
+pub struct Memo {
+    /// (key, fingerprint); key 0 marks an empty slot (a real key of 0 is never stored).
+    slots: [(u64, u64); 4],
+}
+
+impl Memo {
+    /// [`fingerprint`] of `sql`, from the memo when this text was seen lately.
+    pub fn fingerprint(&mut self, sql: &[u8], std_strings: bool) -> u64 {
+        let key = xxh3_64_with_seed(sql, u64::from(std_strings));
+        let slot = &mut self.slots[(key % 4) as usize];
+        if key != 0 && slot.0 == key {
+            return slot.1;
+        }
+        let fp = fingerprint(sql, std_strings);
+        *slot = (key, fp);
+        fp
+    }
 }
 
 /// Encoding tags: one byte before each unit, so no sequence of units can spell another.

@@ -23,7 +23,7 @@ pub mod slow_log;
 pub mod timer;
 
 pub use aggregate::{Aggregate, Order, QueryStats};
-pub use fingerprint::{fingerprint, normalize};
+pub use fingerprint::{Memo as FingerprintMemo, fingerprint, normalize};
 pub use sink::{DbStats, Stats};
 pub use slow_log::{LogTarget, SlowEntry, SlowLog};
 pub use timer::{Phases, QueryTimer};

@@ -256,6 +256,12 @@ impl Stats {
     /// One finished query of `db`: fingerprint table, totals, metrics, and the slow log when
     /// it reached the threshold. Returns whether it was slow.
     pub fn finish(&self, db: &DbStats, rec: &QueryRecord<'_>) -> bool {
+        self.finish_with(db, rec, rec.fingerprint())
+    }
+
+    /// [`Stats::finish`] with the record's fingerprint already known (a session's
+    /// [`super::FingerprintMemo`] had it).
+    pub fn finish_with(&self, db: &DbStats, rec: &QueryRecord<'_>, fp: u64) -> bool {
         let slow = rec.total >= db.threshold();
         let i = route_index(rec.route);
         db.queries_total[i].increment(1);
@@ -268,7 +274,6 @@ impl Stats {
         if rec.sqlstate.is_some() {
             db.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let fp = rec.fingerprint();
         self.aggregate.load().record(fp, rec, slow);
         if slow {
             db.slow.fetch_add(1, Ordering::Relaxed);

@@ -192,3 +192,65 @@ async fn help_mentions_check_and_demo() {
         assert!(out.status.success(), "{sub} --help: {}", text(&out));
     }
 }
+
+/// The config docker/compose.yml mounts into the Lagoon container passes `lagoon check`, is the
+/// file the compose file mounts at the image's config path, listens on every interface (the
+/// container's loopback is unreachable from the other services), and serves metrics on the
+/// port docker/prometheus.yml scrapes. No Docker engine needed: the files are read as text.
+#[tokio::test]
+async fn docker_compose_config_passes_check_and_matches_compose_and_prometheus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = lagoon(&["check", "--config", "docker/lagoon.toml"]).await;
+    assert!(out.status.success(), "lagoon check failed:\n{}", text(&out));
+
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
+    let compose = read("docker/compose.yml");
+    let dockerfile = read("docker/Dockerfile");
+    let prometheus = read("docker/prometheus.yml");
+
+    // compose.yml (in docker/) mounts docker/lagoon.toml where the image's CMD reads it.
+    let image_config = "/etc/lagoon/lagoon.toml";
+    assert!(
+        compose.contains(&format!("./lagoon.toml:{image_config}")),
+        "compose.yml does not mount ./lagoon.toml at {image_config}:\n{compose}"
+    );
+    assert!(
+        dockerfile.contains(&format!(r#"CMD ["--config", "{image_config}"]"#)),
+        "the Dockerfile's CMD does not read {image_config}:\n{dockerfile}"
+    );
+    assert!(
+        compose.contains("./prometheus.yml:/etc/prometheus/prometheus.yml"),
+        "compose.yml does not mount prometheus.yml:\n{compose}"
+    );
+
+    let config = lagoon::config::load(&root.join("docker/lagoon.toml"))
+        .unwrap_or_else(|p| panic!("docker/lagoon.toml: {p:?}"));
+    let metrics = config
+        .server
+        .metrics_listen
+        .as_deref()
+        .expect("docker/lagoon.toml must set server.metrics_listen for Prometheus");
+    for (key, addr) in [
+        ("listen", config.server.listen.as_str()),
+        ("metrics_listen", metrics),
+    ] {
+        assert!(
+            addr.starts_with("0.0.0.0:"),
+            "server.{key} = {addr:?}: a container must listen on 0.0.0.0"
+        );
+    }
+    let port = metrics.rsplit(':').next().unwrap_or_default();
+    assert!(
+        prometheus.contains(&format!("\"lagoon:{port}\"")),
+        "prometheus.yml does not scrape lagoon:{port} (server.metrics_listen):\n{prometheus}"
+    );
+    // The compose file publishes the same ports the config listens on.
+    let listen_port = config.server.listen.rsplit(':').next().unwrap_or_default();
+    for p in [listen_port, port] {
+        assert!(
+            compose.contains(&format!("\"{p}:{p}\"")),
+            "compose.yml does not publish port {p}:\n{compose}"
+        );
+    }
+}

@@ -262,3 +262,28 @@ fn random_bytes_never_panic() {
         let _ = normalize(&sql, false);
     }
 }
+
+#[test]
+fn memo_gives_the_fingerprint_of_each_text() {
+    let mut memo = Memo::default();
+    // More texts than slots, each seen several times and in both lexings: whatever the memo
+    // kept or evicted, every answer is the text's own fingerprint.
+    let texts: Vec<String> = (0..12)
+        .map(|i| format!("SELECT a{i} FROM t WHERE s = 'x\\' OR {i} = $1"))
+        .collect();
+    for round in 0..3 {
+        for (i, t) in texts.iter().enumerate() {
+            let std = (i + round) % 2 == 0;
+            assert_eq!(
+                memo.fingerprint(t.as_bytes(), std),
+                fingerprint(t.as_bytes(), std),
+                "{t} std_strings={std}"
+            );
+        }
+    }
+    // The same text under the other lexing is another key (its strings end elsewhere).
+    let t = b"SELECT 'a\\' OR 1 = 1 -- '";
+    assert_ne!(fingerprint(t, true), fingerprint(t, false));
+    assert_eq!(memo.fingerprint(t, true), fingerprint(t, true));
+    assert_eq!(memo.fingerprint(t, false), fingerprint(t, false));
+}
