@@ -81,7 +81,8 @@ fn run(settings: &Settings, scenarios: Vec<Scenario>, keep: bool) -> Result<(), 
     let header = format!(
         "Machine: {}\nPostgreSQL {}; {pgbouncer}; Lagoon {} (this build)\n\
          pgbench -T {} s per run, {} round(s) per scenario, scale {}, pool of 20 in \
-         transaction mode, md5 client auth unless said; open-file limit {nofile}{}\n",
+         transaction mode, md5 client auth unless said, Lagoon with query statistics and \
+         /metrics on; open-file limit {nofile}{}\n",
         procfs::machine(),
         setup.postgres_version,
         env!("CARGO_PKG_VERSION"),
