@@ -56,7 +56,31 @@ async fn send_fatal(stream: &mut Stream, err: &(dyn ClientFacing + Sync)) {
 }
 
 /// Serves one client connection from accept to close.
+///
+/// In two boxed phases: a task's future is as large as its largest state and is held for the
+/// client's whole life, and rustc does not overlap the login phase's locals (timers, error
+/// values, the startup message) with the session's. Boxed, an idle client holds the session
+/// state only.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Its own statement: the finished login phase's allocation is freed here, not kept for
+    // the session (an `if let` scrutinee's temporaries would live through the block).
+    let admitted = Box::pin(admit(tcp, peer, &shared)).await;
+    if let Some(admitted) = admitted {
+        admitted.session.await;
+    }
+}
+
+/// A logged-in pooled client: its session, and what must stay held while it runs.
+struct Admitted<'a> {
+    session: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>,
+    _listed: registry::Registered<'a>,
+    _cancel: crate::cancel::Registration<'a>,
+    _slot: ClientSlot<'a>,
+}
+
+/// Startup, login and registration. `None` when the connection ended there (a cancel
+/// request, a refusal, the admin console's whole session).
+async fn admit(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Admitted<'_>> {
     let config = shared.config.load_full();
     let login_timeout = Duration::from_millis(config.server.client_login_timeout_ms);
     let mut buf = BytesMut::new();
@@ -69,7 +93,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         Ok(r) => r,
         Err(_) => {
             tracing::debug!(%peer, "startup timed out");
-            return;
+            return None;
         }
     };
     let (mut stream, msg, tls) = match hs {
@@ -81,7 +105,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         Ok(Negotiated {
             handshake: Handshake::Closed,
             ..
-        }) => return,
+        }) => return None,
         Ok(Negotiated {
             handshake:
                 Handshake::Cancel {
@@ -98,7 +122,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     Err(_) => tracing::warn!("forwarding cancel request timed out"),
                 }
             }
-            return;
+            return None;
         }
         Err(Failed { stream, error }) => {
             tracing::debug!(%peer, error = %error, "bad startup");
@@ -106,20 +130,20 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 Some(mut stream) => send_fatal(&mut stream, &error).await,
                 None => crate::metrics::count_error(error.kind()),
             }
-            return;
+            return None;
         }
     };
 
     let n = shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
-    let _slot = ClientSlot(&shared);
+    let _slot = ClientSlot(shared);
     if n > config.server.max_client_conn {
         let err = Refusal::TooMany(config.server.max_client_conn);
         send_fatal(&mut stream, &err).await;
-        return;
+        return None;
     }
     if shared.shutdown.drain.is_cancelled() {
         send_fatal(&mut stream, &Refusal::ShuttingDown).await;
-        return;
+        return None;
     }
 
     let reg = shared.cancel.register();
@@ -129,14 +153,15 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let cluster_generation = shared.pools.generation();
     let login = tokio::time::timeout(
         login_timeout,
-        login::login(
+        // Boxed: the SCRAM exchange's state is the largest of this phase.
+        Box::pin(login::login(
             &mut stream,
             &mut buf,
             &msg,
-            &shared,
+            shared,
             key,
             tls.as_ref().and_then(|t| t.channel_binding()),
-        ),
+        )),
     )
     .await;
     let logged = match login {
@@ -152,20 +177,25 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 process_id: reg.process_id,
                 admin: true,
             });
-            crate::admin::serve(&shared, stream, buf, Arc::clone(&listed.entry)).await;
-            return;
+            Box::pin(crate::admin::serve(
+                shared,
+                stream,
+                buf,
+                Arc::clone(&listed.entry),
+            ))
+            .await;
+            return None;
         }
         Ok(Err(e)) => {
             tracing::info!(%peer, user = msg.get("user").unwrap_or(""), error = %e, "login failed");
             send_fatal(&mut stream, &e).await;
-            return;
+            return None;
         }
         Err(_) => {
             send_fatal(&mut stream, &Refusal::LoginTimeout).await;
-            return;
+            return None;
         }
     };
-    let pool_cfg = &logged.config.pool;
     let database = logged.cluster.primary.database.clone();
     let listed = shared.client_registry.register(registry::NewClient {
         addr: peer,
@@ -181,10 +211,44 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         process_id: reg.process_id,
         admin: false,
     });
+    let session = boxed_session(
+        shared,
+        stream,
+        buf,
+        logged,
+        Arc::clone(&listed.entry),
+        &database,
+        cluster_generation,
+        Arc::clone(&reg.slot),
+    );
+    Some(Admitted {
+        session,
+        _listed: listed,
+        _cancel: reg,
+        _slot,
+    })
+}
+
+/// The session of a logged-in client, boxed. Built in a plain function so that `serve`'s own
+/// future (a task is as large as its largest state, for the client's whole life) never holds
+/// a `Session` or its future inline: rustc keeps space for them beside the login phase's
+/// locals otherwise.
+#[allow(clippy::too_many_arguments)]
+fn boxed_session<'a>(
+    shared: &'a Arc<Shared>,
+    stream: Stream,
+    buf: BytesMut,
+    logged: login::LoggedIn,
+    entry: Arc<registry::ClientEntry>,
+    database: &str,
+    cluster_generation: u64,
+    slot: Arc<crate::cancel::CancelSlot>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    let pool_cfg = &logged.config.pool;
     let session = session::Session {
-        entry: Arc::clone(&listed.entry),
-        db_stats: shared.stats.database(&database),
-        shared: &shared,
+        entry,
+        db_stats: shared.stats.database(database),
+        shared,
         client: stream,
         cbuf: buf,
         scanned: 0,
@@ -198,12 +262,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         route: if logged.session_mode {
             None
         } else {
-            route::Route::new(&shared, &logged.config, &logged.cluster.primary.database)
+            route::Route::new(shared, &logged.config, &logged.cluster.primary.database)
         },
         cluster: logged.cluster,
         cluster_generation,
         session_mode: logged.session_mode,
-        slot: Arc::clone(&reg.slot),
+        slot,
         max_message: logged.config.server.max_message_bytes,
         idle_txn_timeout: (pool_cfg.idle_transaction_timeout_ms > 0)
             .then(|| Duration::from_millis(pool_cfg.idle_transaction_timeout_ms)),
@@ -220,8 +284,11 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         refuse_features: pool_cfg.session_features == crate::config::SessionFeatures::Error,
         sql_prepared: Vec::new(),
         captured: Vec::new(),
+        idle_timer: None,
     };
-    session.run().await;
+    // Boxed: the login phase's locals would otherwise sit beside the session's state for the
+    // client's whole life (rustc does not overlap them well).
+    Box::pin(session.run())
 }
 
 /// Why a client is turned away around login, before or after its own attempt.

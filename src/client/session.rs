@@ -7,6 +7,7 @@
 //! messages still owed; once nothing is owed and the server says idle, the server goes back to
 //! the pool (transaction mode) and the client is detached again.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,8 @@ pub struct Session<'a> {
     pub sql_prepared: Vec<(String, String)>,
     /// PREPARE statements seen since the last probe, for their text.
     pub captured: Vec<(String, String)>,
+    /// The idle-in-transaction timer, made at its first use (`pool.idle_transaction_timeout_ms`).
+    pub idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
@@ -156,10 +159,17 @@ enum Side {
     Server,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
     /// Runs the session to its end and cleans up: a FATAL to the client if one is owed, and the
     /// server (if still attached) rolled back and returned, or closed.
-    pub async fn run(mut self) {
+    pub fn run(self) -> impl std::future::Future<Output = ()> + Send + 'a {
+        // Not an `async fn run(mut self)`: rustc would keep the argument and its binding as
+        // two copies of the whole session in the task's state. Captured once, used in place.
+        let mut this = self;
+        async move { this.run_to_end().await }
+    }
+
+    async fn run_to_end(&mut self) {
         let exit = self.run_loop().await;
         self.flush_byte_counts();
         self.slot.set(None);
@@ -185,16 +195,9 @@ impl Session<'_> {
                 ));
             }
         }
-        if let Exit::Fatal(code, msg) = exit {
-            tracing::debug!(code = code.code(), %msg, "ending client");
-            crate::metrics::count_error(crate::error::ErrorKind::of_fatal(code));
-            let mut out = BytesMut::new();
-            encode::error(&mut out, Severity::Fatal, code, &msg);
-            let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, self.client.send(&out)).await;
-        }
-        // Bounded: a client that stopped reading must not hold its task (and with it a
-        // shutdown waiting on every task) on its last words or TLS close_notify.
-        let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, self.client.shutdown()).await;
+        // Boxed: its two timers would otherwise be part of the task's state (held by every
+        // idle client) for a step taken once.
+        Box::pin(goodbye(&mut self.client, exit)).await;
     }
 
     async fn run_loop(&mut self) -> Exit {
@@ -271,7 +274,10 @@ impl Session<'_> {
             if let Some(reply) = self.answer_locally() {
                 return self.client.send(&reply).await.map_err(|_| Exit::ClientGone);
             }
-            return self.attach().await;
+            // Boxed: a task's future is as large as its largest state, held for the client's
+            // whole life. The checkout and setting replay are the largest; boxed, an idle
+            // client does not carry them (one allocation per attach instead).
+            return Box::pin(self.attach()).await;
         }
         let read = tokio::select! {
             biased;
@@ -576,13 +582,22 @@ impl Session<'_> {
     async fn attached_step(&mut self) -> Result<(), Exit> {
         if self.probe_due {
             self.probe_due = false;
-            self.check_session_state().await?;
+            // Boxed for the same reason as `attach` (and it is rare).
+            Box::pin(self.check_session_state()).await?;
             return self.maybe_release();
         }
-        let idle_deadline = match self.idle_txn_timeout {
-            Some(t) if self.tracker.idle_in_transaction() => Some(Instant::now() + t),
+        let idle_timer = match self.idle_txn_timeout {
+            Some(t) if self.tracker.idle_in_transaction() => {
+                let deadline = (Instant::now() + t).into();
+                let timer = self
+                    .idle_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                timer.as_mut().reset(deadline);
+                Some(timer)
+            }
             _ => None,
         };
+        let idle_armed = idle_timer.is_some();
         // TLS can hold decrypted bytes the sockets' readiness cannot see: such a side is
         // readable now.
         let client_buffered = self.client.has_buffered_read();
@@ -619,7 +634,7 @@ impl Session<'_> {
                 r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
                 r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
-                _ = sleep_until(idle_deadline), if idle_deadline.is_some() => Event::IdleTimeout,
+                _ = idle_wait(idle_timer), if idle_armed => Event::IdleTimeout,
                 _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
                 _ = self.entry.kill.cancelled() => Event::Killed,
             }
@@ -754,9 +769,25 @@ impl Session<'_> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
+/// The client's last words (a FATAL, when one is owed) and the socket's shutdown, each
+/// bounded: a client that stopped reading must not hold its task (and with it a shutdown
+/// waiting on every task) on them or on the TLS close_notify.
+async fn goodbye(client: &mut Stream, exit: Exit) {
+    if let Exit::Fatal(code, msg) = exit {
+        tracing::debug!(code = code.code(), %msg, "ending client");
+        crate::metrics::count_error(crate::error::ErrorKind::of_fatal(code));
+        let mut out = BytesMut::new();
+        encode::error(&mut out, Severity::Fatal, code, &msg);
+        let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, client.send(&out)).await;
+    }
+    let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, client.shutdown()).await;
+}
+
+/// Waits for the idle-in-transaction timer when there is one. The timer lives in the session
+/// (made at the first use, reset per wait) so the attached loop's state stays small.
+async fn idle_wait(timer: Option<&mut Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
         None => std::future::pending().await,
     }
 }
