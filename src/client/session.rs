@@ -801,8 +801,17 @@ async fn read_client(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Resul
         }
         client.readable().await?;
     }
-    if cbuf.capacity() - cbuf.len() < 1024 {
+    if cbuf.is_empty() && cbuf.capacity() == 0 {
+        // A request usually fits in a small buffer; a bigger one grows it below (and the
+        // attached loop reads in 8 KiB steps). Small transient buffers matter: allocated by
+        // thousands of clients between long-lived session state, big ones leave resident
+        // holes in the heap.
+        *cbuf = BytesMut::with_capacity(FIRST_READ);
+    } else if cbuf.capacity() - cbuf.len() < 1024 {
         cbuf.reserve(8 * 1024);
     }
     client.read_buf(cbuf).await
 }
+
+/// The buffer a request's first read gets.
+const FIRST_READ: usize = 1024;

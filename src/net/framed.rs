@@ -45,7 +45,8 @@ pub async fn read_message<R: AsyncRead + Unpin>(
             return Ok(Some(m));
         }
         if buf.capacity() - buf.len() < 512 {
-            buf.reserve(4096);
+            // Startup and authentication messages are tiny; bigger ones grow this in steps.
+            buf.reserve(1024);
         }
         if r.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
