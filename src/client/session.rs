@@ -136,6 +136,29 @@ pub struct Session<'a> {
     pub captured: Vec<(String, String)>,
     /// The idle-in-transaction timer, made at its first use (`pool.idle_transaction_timeout_ms`).
     pub idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// While attached: resolves on a hard shutdown or `KILL` (see `stop_signal`). Dropped when
+    /// the session goes idle, so idle clients do not carry it.
+    pub stop: Option<StopSignal>,
+}
+
+/// See [`Session::stop`].
+pub type StopSignal = Pin<Box<dyn std::future::Future<Output = Stop> + Send>>;
+
+/// Why an attached session must end now.
+pub enum Stop {
+    Hard,
+    Killed,
+}
+
+/// Resolves when either token is cancelled.
+async fn stop_signal(
+    hard: tokio_util::sync::CancellationToken,
+    kill: tokio_util::sync::CancellationToken,
+) -> Stop {
+    tokio::select! {
+        _ = hard.cancelled() => Stop::Hard,
+        _ = kill.cancelled() => Stop::Killed,
+    }
 }
 
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
@@ -149,8 +172,7 @@ enum Event {
     ServerWritable,
     IoError(Side),
     IdleTimeout,
-    Hard,
-    Killed,
+    Stop(Stop),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +285,7 @@ impl<'a> Session<'a> {
         if self.entry.state() != ClientState::Idle {
             self.entry.set_state(ClientState::Idle);
             self.entry.set_server(None);
+            self.stop = None;
             self.timing.shrink();
             // With per-query stats off nothing else adds them between transactions.
             self.flush_byte_counts();
@@ -598,6 +621,15 @@ impl<'a> Session<'a> {
             _ => None,
         };
         let idle_armed = idle_timer.is_some();
+        // Made once per attach, not per event: a fresh `cancelled()` per wait registers with
+        // and unregisters from the shared shutdown token under its lock, every event of every
+        // session, both worker threads contending for it.
+        let stop = self.stop.get_or_insert_with(|| {
+            Box::pin(stop_signal(
+                self.shared.shutdown.hard.clone(),
+                self.entry.kill.clone(),
+            ))
+        });
         // TLS can hold decrypted bytes the sockets' readiness cannot see: such a side is
         // readable now.
         let client_buffered = self.client.has_buffered_read();
@@ -635,8 +667,7 @@ impl<'a> Session<'a> {
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
                 r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = idle_wait(idle_timer), if idle_armed => Event::IdleTimeout,
-                _ = self.shared.shutdown.hard.cancelled() => Event::Hard,
-                _ = self.entry.kill.cancelled() => Event::Killed,
+                e = stop.as_mut() => Event::Stop(e),
             }
         };
         match event {
@@ -650,8 +681,8 @@ impl<'a> Session<'a> {
                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                 "terminating connection due to idle-in-transaction timeout (pool.idle_transaction_timeout_ms)",
             )),
-            Event::Hard => Err(Exit::shutdown()),
-            Event::Killed => Err(Exit::killed()),
+            Event::Stop(Stop::Hard) => Err(Exit::shutdown()),
+            Event::Stop(Stop::Killed) => Err(Exit::killed()),
         }
     }
 
