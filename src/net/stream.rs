@@ -105,10 +105,12 @@ impl Stream {
 
     /// Non-blocking read into `buf`'s spare capacity, like `TcpStream::try_read_buf`:
     /// `WouldBlock` when nothing is there, `Ok(0)` at end of stream.
+    ///
+    /// Through `poll_read`, not `TcpStream::try_read_buf`, in plaintext too: tokio's poll path
+    /// clears the socket's readiness after a short read (the socket is drained, epoll will say
+    /// when more comes), while `try_read_buf` keeps it set until a read fails with
+    /// `WouldBlock`, which costs one more `recvfrom` per wakeup, twice per transaction.
     pub fn try_read_buf(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
-        if let Stream::Plain(s) = self {
-            return s.try_read_buf(buf);
-        }
         let mut cx = Context::from_waker(Waker::noop());
         match tokio_util::io::poll_read_buf(Pin::new(self), &mut cx, buf) {
             Poll::Ready(r) => r,
