@@ -229,8 +229,14 @@ pub fn parse_config(config_text: &str) -> lagoon::config::Config {
 
 /// Starts a proxy from full config text (must listen on 127.0.0.1:0).
 pub async fn start_proxy_with(config_text: &str) -> TestProxy {
-    let config = parse_config(config_text);
-    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let proxy = Proxy::bind(parse_config(config_text))
+        .await
+        .expect("bind proxy");
+    run_proxy(proxy)
+}
+
+/// Runs a bound proxy on its own task.
+fn run_proxy(proxy: Proxy) -> TestProxy {
     let addr = proxy.local_addr().expect("local addr");
     let shared = Arc::clone(&proxy.shared);
     let task = tokio::spawn(proxy.run());
@@ -246,8 +252,9 @@ pub async fn start_proxy_with(config_text: &str) -> TestProxy {
 /// client that reads slowly then hit a full socket, as on a real network.
 pub async fn start_proxy_small_sndbuf(config_text: &str, bytes: i32) -> TestProxy {
     use std::os::fd::AsRawFd;
-    let config = parse_config(config_text);
-    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let proxy = Proxy::bind(parse_config(config_text))
+        .await
+        .expect("bind proxy");
     let fd = proxy.listener().as_raw_fd();
     // SAFETY: a valid socket fd we own for the call, and a c_int option of the right size.
     let rc = unsafe {
@@ -260,14 +267,7 @@ pub async fn start_proxy_small_sndbuf(config_text: &str, bytes: i32) -> TestProx
         )
     };
     assert_eq!(rc, 0, "setsockopt SO_SNDBUF");
-    let addr = proxy.local_addr().expect("local addr");
-    let shared = Arc::clone(&proxy.shared);
-    let task = tokio::spawn(proxy.run());
-    TestProxy {
-        addr,
-        shared,
-        task: Some(task),
-    }
+    run_proxy(proxy)
 }
 
 /// Runs a command-line client (psql, pgbench) with PGPASSWORD unset and returns its output.

@@ -56,6 +56,16 @@ fn libpq_verify_full(proxy: &TestProxy, ca: &std::path::Path) -> String {
     )
 }
 
+/// The error a login through `proxy` as the SCRAM test user must end with: (SQLSTATE, message).
+async fn refused_login(proxy: &TestProxy, why: &str) -> (Option<String>, String) {
+    let e = proxy
+        .try_connect(&proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
+        .await
+        .map(drop)
+        .expect_err(why);
+    (sqlstate(&e), error_message(&e))
+}
+
 async fn one(client: &Client, sql: &str) -> String {
     let rows = client.simple_query(sql).await.expect(sql);
     rows.iter()
@@ -350,13 +360,8 @@ async fn server_tls_verify_full_to_an_ssl_postgres() {
         db_tls("verify-ca", &other.ca())
     ))
     .await;
-    let e = wrong
-        .try_connect(&wrong.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
-        .await
-        .map(drop)
-        .expect_err("wrong CA");
-    let msg = error_message(&e);
-    assert_eq!(sqlstate(&e).as_deref(), Some("08004"), "{e}");
+    let (code, msg) = refused_login(&wrong, "wrong CA").await;
+    assert_eq!(code.as_deref(), Some("08004"), "{msg}");
     assert!(
         msg.contains("server_tls = \"verify-ca\"") && msg.contains("UnknownIssuer"),
         "{msg}"
@@ -375,12 +380,7 @@ async fn server_tls_require_refuses_a_server_without_tls() {
         url = c.url(&c.primary, DB),
     );
     let proxy = start_proxy_with(&text).await;
-    let e = proxy
-        .try_connect(&proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
-        .await
-        .map(drop)
-        .expect_err("no TLS");
-    let msg = error_message(&e);
+    let (_, msg) = refused_login(&proxy, "no TLS").await;
     assert!(
         msg.contains("does not accept TLS") && msg.contains("server_tls = \"require\""),
         "{msg}"
@@ -582,12 +582,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
         )
     };
     let full = start_proxy_with(&chained("verify-full")).await;
-    let e = full
-        .try_connect(&full.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB))
-        .await
-        .map(drop)
-        .expect_err("the certificate does not name 127.0.0.1");
-    let msg = error_message(&e);
+    let (_, msg) = refused_login(&full, "the certificate does not name 127.0.0.1").await;
     assert!(
         msg.contains("not valid for name") && msg.contains("verify-full"),
         "{msg}"
