@@ -138,6 +138,9 @@ struct State {
     /// Replaced or removed by a config reload: a connection coming back is closed unless a
     /// checkout is waiting for it (see [`Pool::retire`]).
     retired: bool,
+    /// Lent when [`Pool::close_idle`] ran (KILL, PAUSE): closed when they come back, or a
+    /// client releasing just after the KILL would leave a server idle in a killed database.
+    doomed: std::collections::HashSet<u64>,
 }
 
 /// A lent connection as [`Pool::servers`] reports it.
@@ -571,9 +574,10 @@ impl Pool {
         conn.read_buf = bytes::BytesMut::new();
         let mut st = self.lock();
         st.lent.remove(&conn.id);
-        // Closed, or over a size a reload shrank: this one closes (after the lock is released,
-        // as `conn` outlives `st`).
-        if st.closed || st.total > self.settings.load().size {
+        // Closed, doomed by close_idle, or over a size a reload shrank: this one closes (after
+        // the lock is released, as `conn` outlives `st`).
+        let doomed = !st.doomed.is_empty() && st.doomed.remove(&conn.id);
+        if st.closed || doomed || st.total > self.settings.load().size {
             st.total -= 1;
             return;
         }
@@ -598,6 +602,7 @@ impl Pool {
         let replace = {
             let mut st = self.lock();
             st.lent.remove(&id);
+            st.doomed.remove(&id);
             st.total -= 1;
             let replace =
                 !st.closed && !st.waiters.is_empty() && st.total < self.settings.load().size;
@@ -692,6 +697,8 @@ impl Pool {
             let mut st = self.lock();
             let idle = std::mem::take(&mut st.idle);
             st.total -= idle.len();
+            let lent: Vec<u64> = st.lent.keys().copied().collect();
+            st.doomed.extend(lent);
             idle
         };
         idle.len()

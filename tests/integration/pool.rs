@@ -526,3 +526,31 @@ async fn a_cancelled_waiter_does_not_lose_the_connection_handed_to_it() {
     assert_eq!(pool.stats().active, 0);
     client.simple_query("SELECT 2").await.unwrap();
 }
+
+/// KILL and PAUSE close a database's idle connections; one lent at that moment must be closed
+/// when it comes back, not parked idle (found in review: a client releasing just after KILL
+/// left a server idle in the killed database, which the KILL test saw now and then).
+#[tokio::test]
+async fn a_connection_lent_during_close_idle_is_closed_on_return() {
+    let proxy = start_proxy("size = 2", "").await;
+    let client = proxy.connect().await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let pool = only_pool(&proxy);
+    let held = pool
+        .checkout(Instant::now() + Duration::from_secs(5))
+        .await
+        .expect("a connection");
+    pool.close_idle();
+    held.release();
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.idle, stats.active),
+        (0, 0),
+        "the returned connection was closed, not kept"
+    );
+    // The pool still serves: a new connection is opened on demand.
+    assert_eq!(
+        client.simple_query("SELECT 2").await.map(|m| m.len()).ok(),
+        Some(3)
+    );
+}
