@@ -662,10 +662,6 @@ impl<'a> Session<'a> {
             // Each direction reads only once its previous chunk is fully written: memory stays
             // bounded and a slow reader slows its writer, as on a direct connection.
             tokio::select! {
-                // Stop first: a killed or hard-stopped session must not forward a request it
-                // already has (polling a kept future that has not fired is a flag check).
-                biased;
-                e = stop.as_mut() => Event::Stop(e),
                 _ = std::future::ready(()), if server_buffered && !to_client => Event::ServerReadable,
                 _ = std::future::ready(()), if client_buffered && !unsent && !hold_client => Event::ClientReadable,
                 r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
@@ -673,6 +669,7 @@ impl<'a> Session<'a> {
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
                 r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = idle_wait(idle_timer), if idle_armed => Event::IdleTimeout,
+                e = stop.as_mut() => Event::Stop(e),
             }
         };
         match event {
