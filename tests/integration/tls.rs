@@ -370,15 +370,8 @@ async fn server_tls_verify_full_to_an_ssl_postgres() {
 
 #[tokio::test]
 async fn server_tls_require_refuses_a_server_without_tls() {
-    // The routing cluster runs without ssl.
-    let c = routing_cluster();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[[users]]\nname = \"{u}\"\npassword = \"{p}\"\n\
-         [[databases]]\nname = \"{DB}\"\nprimary = \"{url}\"\nserver_tls = \"require\"\n",
-        u = SCRAM_USER.0,
-        p = SCRAM_USER.1,
-        url = c.url(&c.primary, DB),
-    );
+    // The routing cluster runs without ssl; its config ends with the [[databases]] entry.
+    let text = format!("{}server_tls = \"require\"\n", routing_config("", &[]));
     let proxy = start_proxy_with(&text).await;
     let (_, msg) = refused_login(&proxy, "no TLS").await;
     assert!(
