@@ -51,9 +51,12 @@ pub async fn query_rows(
     tracker.client_message(b'Q');
     let mut error = None;
     let mut rows = Vec::new();
+    // A FATAL ends the connection whatever follows it: broken, not a refusal.
+    let mut fatal = false;
     drain(conn, &mut tracker, |tag, body| match (tag, body) {
         (b'E', Some(body)) if error.is_none() => {
             let f = parse::error_fields(body).unwrap_or_default();
+            fatal = matches!(f.severity, Some("FATAL" | "PANIC"));
             error = Some((
                 f.code.unwrap_or("22023").to_owned(),
                 f.message.unwrap_or("unknown error").to_owned(),
@@ -72,6 +75,9 @@ pub async fn query_rows(
     })
     .await
     .map_err(|_| ReplayError::Broken)?;
+    if fatal {
+        return Err(ReplayError::Broken);
+    }
     match error {
         Some((code, msg)) => Err(ReplayError::Server(code, msg)),
         None => Ok(rows),
@@ -93,8 +99,12 @@ pub async fn replay_each(conn: &mut ServerConn, sqls: &[String]) -> Result<Vec<b
         .map_err(|_| ReplayError::Broken)?;
     let mut ok = vec![true; sqls.len()];
     let mut i = 0;
-    drain(conn, &mut tracker, |tag, _| match tag {
+    let mut fatal = false;
+    drain(conn, &mut tracker, |tag, body| match tag {
         b'E' => {
+            fatal |= body
+                .and_then(parse::error_fields)
+                .is_some_and(|f| matches!(f.severity, Some("FATAL" | "PANIC")));
             if let Some(slot) = ok.get_mut(i) {
                 *slot = false;
             }
@@ -104,6 +114,9 @@ pub async fn replay_each(conn: &mut ServerConn, sqls: &[String]) -> Result<Vec<b
     })
     .await
     .map_err(|_| ReplayError::Broken)?;
+    if fatal {
+        return Err(ReplayError::Broken);
+    }
     Ok(ok)
 }
 

@@ -161,6 +161,19 @@ async fn stop_signal(
     }
 }
 
+/// How readying a checked-out server for this client went (see `Session::ready_server`).
+enum Ready {
+    Yes,
+    /// The server refused the client's settings; the connection itself is fine.
+    Refused(String),
+    /// The connection broke (or timed out) before the request went out: it is closed.
+    Broken,
+}
+
+/// Connections that may break while being readied, one after another, before the request
+/// fails with `08006`: a primary restarting leaves a few stale ones.
+const MAX_BROKEN_ATTACH: u32 = 3;
+
 /// What woke an attached session. Readiness, not I/O: the I/O is done afterwards with
 /// `try_read`/`try_write`, so both directions progress independently and neither side's
 /// backpressure can stall the other (a server blocked writing a large result while the proxy
@@ -426,7 +439,8 @@ impl<'a> Session<'a> {
         let redirect = self.route.as_mut().and_then(Route::take_redirect);
         let mut avoid = None;
         let mut failed = 0;
-        let (mut conn, placed) = loop {
+        let mut broken = 0;
+        let (conn, placed) = loop {
             let (pool, placed) = match self.choose_pool(redirect, avoid) {
                 Ok(p) => p,
                 Err(e) => return self.refuse_request(&e).await,
@@ -436,11 +450,49 @@ impl<'a> Session<'a> {
                 _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
                 _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
             };
-            match checkout {
-                Ok(c) => break (c, placed),
+            let e = match checkout {
+                Ok(mut c) => match self.ready_server(&mut c).await? {
+                    Ready::Yes => break (c, placed),
+                    Ready::Refused(msg) => {
+                        // The server is fine (it answered); the client's settings are not.
+                        c.release();
+                        return Err(Exit::fatal(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("could not apply this client's session settings: {msg}"),
+                        ));
+                    }
+                    // Broke while being readied (a server shutting down between the pool's
+                    // check and our first bytes): the request has not gone out, so it is
+                    // placed again like a failed checkout; on the primary a fresh connection
+                    // is tried, a bounded number of times.
+                    Ready::Broken => {
+                        drop(c);
+                        if let Some(Placed {
+                            target: Target::Replica(i),
+                            ..
+                        }) = placed
+                            && failed < self.cluster.replicas.len()
+                        {
+                            // Not marked down for one connection (a DBA may have killed
+                            // it); if the replica is really gone, connecting to it says so.
+                            tracing::info!(member = %pool.member, "replica connection broke before the read went out; routing it elsewhere");
+                            avoid = Some(i);
+                            failed += 1;
+                            continue;
+                        }
+                        broken += 1;
+                        if broken < MAX_BROKEN_ATTACH && Instant::now() < deadline {
+                            continue;
+                        }
+                        return Err(Exit::server_lost());
+                    }
+                },
+                Err(e) => e,
+            };
+            match e {
                 // A replica that cannot be reached: the read goes elsewhere (each replica is
                 // marked down as it fails, so this ends at the primary at worst).
-                Err(e @ (PoolError::Connect(_) | PoolError::Down { .. }))
+                e @ (PoolError::Connect(_) | PoolError::Down { .. })
                     if failed < self.cluster.replicas.len()
                         && let Some(Placed {
                             target: Target::Replica(i),
@@ -453,7 +505,7 @@ impl<'a> Session<'a> {
                     failed += 1;
                 }
                 // The primary unreachable while routing: writes fail at once, as `08006`.
-                Err(e @ (PoolError::Connect(_) | PoolError::Down { .. }))
+                e @ (PoolError::Connect(_) | PoolError::Down { .. })
                     if matches!(
                         placed,
                         Some(Placed {
@@ -468,7 +520,7 @@ impl<'a> Session<'a> {
                     );
                     return self.refuse_request(&err).await;
                 }
-                Err(e) => return self.refuse_request(&e).await,
+                e => return self.refuse_request(&e).await,
             }
         };
         // Pool wait, retries on other members included: every pool of the database shares
@@ -476,21 +528,6 @@ impl<'a> Session<'a> {
         let got = Instant::now();
         self.pool.wait_seconds().record(got - started);
         self.timing.checked_out(got);
-        if let Some(sql) = self.params.diff_sql(&conn.applied) {
-            match relay::replay(&mut conn, &sql).await {
-                Ok(()) => conn.applied = self.params.desired().to_vec(),
-                Err(relay::ReplayError::Server(_, msg)) => {
-                    // The server is fine (it answered); the client's settings are not.
-                    conn.release();
-                    return Err(Exit::fatal(
-                        sqlstate::INVALID_PARAMETER_VALUE,
-                        format!("could not apply this client's session settings: {msg}"),
-                    ));
-                }
-                Err(relay::ReplayError::Broken) => return Err(Exit::server_lost()),
-            }
-        }
-        self.sync_sql_prepared(&mut conn).await?;
         self.attached_to(placed);
         self.slot.set(Some(Arc::clone(&conn.cancel)));
         self.entry.set_state(ClientState::Active);
@@ -531,13 +568,26 @@ impl<'a> Session<'a> {
         self.cluster = cluster;
     }
 
+    /// Gives a checked-out server this client's session settings and SQL prepared statements,
+    /// before the request goes out.
+    async fn ready_server(&mut self, conn: &mut PooledConn) -> Result<Ready, Exit> {
+        if let Some(sql) = self.params.diff_sql(&conn.applied) {
+            match relay::replay(conn, &sql).await {
+                Ok(()) => conn.applied = self.params.desired().to_vec(),
+                Err(relay::ReplayError::Server(_, msg)) => return Ok(Ready::Refused(msg)),
+                Err(relay::ReplayError::Broken) => return Ok(Ready::Broken),
+            }
+        }
+        self.sync_sql_prepared(conn).await
+    }
+
     /// Brings the server's SQL-level prepared statements to this client's: its own prepared
     /// (from their PREPARE text), anyone else's deallocated, as a direct connection would have
     /// them. A statement that no longer prepares (its table is gone) is dropped: the client's
     /// EXECUTE of it then fails as if deallocated.
-    async fn sync_sql_prepared(&mut self, conn: &mut PooledConn) -> Result<(), Exit> {
+    async fn sync_sql_prepared(&mut self, conn: &mut PooledConn) -> Result<Ready, Exit> {
         if self.sql_prepared.is_empty() && conn.sql_prepared.is_empty() {
-            return Ok(());
+            return Ok(Ready::Yes);
         }
         let mut sqls = Vec::new();
         for (name, text) in &conn.sql_prepared {
@@ -558,16 +608,15 @@ impl<'a> Session<'a> {
             .collect();
         sqls.extend(missing.iter().map(|(_, t)| t.clone()));
         if sqls.is_empty() {
-            return Ok(());
+            return Ok(Ready::Yes);
         }
         let replayed = tokio::select! {
             r = tokio::time::timeout(self.rollback_timeout, relay::replay_each(conn, &sqls)) => r,
             _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
         };
         let Ok(Ok(ok)) = replayed else {
-            // The connection is dropped (closed) with the error; the client's request never
-            // went out.
-            return Err(Exit::server_lost());
+            // The connection is closed by the caller; the client's request never went out.
+            return Ok(Ready::Broken);
         };
         for ((name, _), ok) in missing.iter().zip(&ok[first_prepare..]) {
             if !ok {
@@ -576,7 +625,7 @@ impl<'a> Session<'a> {
             }
         }
         conn.sql_prepared = self.sql_prepared.clone();
-        Ok(())
+        Ok(Ready::Yes)
     }
 
     /// Answers a request that could not get a server: an error, then the ReadyForQuery

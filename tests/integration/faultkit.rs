@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -383,26 +384,34 @@ pub fn only_pool(proxy: &crate::harness::TestProxy) -> Arc<lagoon::pool::Pool> {
 /// without any goodbye).
 pub struct Relay {
     pub port: u16,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    conns: RelayConns,
     accept: JoinHandle<()>,
 }
+
+/// Each relayed connection's task, and its `cut_on_next_send` switch.
+type RelayConns = Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>>;
 
 impl Relay {
     pub async fn start(host: &str, port: u16) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let local = listener.local_addr().expect("relay addr").port();
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let conns: RelayConns = Arc::default();
         let list = Arc::clone(&conns);
         let upstream = (host.to_owned(), port);
         let accept = tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
+            while let Ok((down, _)) = listener.accept().await {
                 let up = upstream.clone();
+                let armed = Arc::new(AtomicBool::new(false));
+                let mut down = Tripwire {
+                    inner: down,
+                    armed: Arc::clone(&armed),
+                };
                 let task = tokio::spawn(async move {
                     if let Ok(mut up) = TcpStream::connect(up).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
                     }
                 });
-                list.lock().unwrap().push(task);
+                list.lock().unwrap().push((task, armed));
             }
         });
         Relay {
@@ -419,14 +428,71 @@ impl Relay {
 
     /// Closes the `i`-th connection (in accept order) on both sides at once.
     pub fn cut(&self, i: usize) {
-        self.conns.lock().unwrap()[i].abort();
+        self.conns.lock().unwrap()[i].0.abort();
+    }
+
+    /// Cuts the `i`-th connection when the proxy next sends on it, before those bytes reach
+    /// the server: a server that died just as the proxy picked its idle connection.
+    pub fn cut_on_next_send(&self, i: usize) {
+        self.conns.lock().unwrap()[i]
+            .1
+            .store(true, Ordering::SeqCst);
+    }
+}
+
+/// The proxy's side of a relayed connection: once armed, bytes arriving fail the relay
+/// instead of being passed on.
+struct Tripwire {
+    inner: TcpStream,
+    armed: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Tripwire {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.armed.load(Ordering::SeqCst)
+            && matches!(polled, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+        {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Tripwire {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.accept.abort();
-        for c in self.conns.lock().unwrap().iter() {
+        for (c, _) in self.conns.lock().unwrap().iter() {
             c.abort();
         }
     }

@@ -545,6 +545,38 @@ async fn server_connection_lost_mid_query_gives_08006() {
     only_a_noticed(&proxy, a_conn, &b).await;
 }
 
+/// A server connection that breaks while the proxy readies it for a client (replaying the
+/// client's settings), before the request went out, costs the client nothing: the request
+/// runs on a fresh connection. (A replica or primary shutting down between the pool's
+/// liveness check and those first bytes did this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lost_while_readied_is_replaced_before_the_request() {
+    let c = cluster();
+    let relay = Relay::start(&c.primary.host, c.primary.port).await;
+    let direct = c.url(&c.primary, DB);
+    let via_relay = format!("postgres://{}:{}/{}", c.primary.host, relay.port, DB);
+    let config = base_config("size = 1\ncheckout_timeout_ms = 10000", "");
+    let proxy = start_proxy_with(&config.replace(&direct, &via_relay)).await;
+    let a = proxy.connect().await;
+    let b = proxy.connect().await;
+    a.batch_execute("SET work_mem = '5MB'").await.unwrap();
+    // B leaves its own value on the one server connection: A's next request replays A's.
+    b.batch_execute("SET work_mem = '6MB'").await.unwrap();
+    assert_eq!(relay.count(), 1, "both clients share one server connection");
+    relay.cut_on_next_send(0);
+    assert_eq!(
+        scalar(&a, "SHOW work_mem").await.as_deref(),
+        Some("5MB"),
+        "A's request must run on a fresh connection with A's settings"
+    );
+    assert_eq!(
+        relay.count(),
+        2,
+        "a second server connection replaced the cut one"
+    );
+    assert_eq!(scalar(&b, "SHOW work_mem").await.as_deref(), Some("6MB"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_in_transaction_client_gets_25p03_and_its_server_is_reused() {
     let proxy = start_proxy(

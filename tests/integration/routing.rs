@@ -1052,7 +1052,15 @@ async fn stopping_a_replica_under_read_load_loses_no_read() {
                 let mut l = log.lock().unwrap();
                 match r {
                     Ok(v) => l.reads.push((Instant::now(), v.parse().unwrap_or(0))),
-                    Err(e) => l.errors.push(format!("{e} ({:?})", sqlstate(&e))),
+                    Err(e) => l.errors.push(format!(
+                        "{e} ({:?}): {:?}",
+                        sqlstate(&e),
+                        e.as_db_error().map(|d| d.message())
+                    )),
+                }
+                if client.is_closed() {
+                    // The proxy ended this client: its one error says why.
+                    break;
                 }
             }
         }));
