@@ -39,6 +39,17 @@ impl Ask {
             && self.custom.is_empty()
     }
 
+    /// Whether the answer changes state the proxy keeps for the client across servers (its
+    /// settings, its SQL prepared statements, its protocol-level ones after a drop, a pin):
+    /// without the answer that state is unknown. Only `statements` concerns just the server.
+    pub fn carries_client_state(&self) -> bool {
+        self.settings
+            || !self.custom.is_empty()
+            || self.features
+            || self.sql_statements
+            || self.drop_statements
+    }
+
     /// What to ask after a statement with these effects ran.
     pub fn note(&mut self, e: &Effects) {
         if e.is_empty() && e.custom_settings.is_empty() {

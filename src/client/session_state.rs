@@ -11,9 +11,10 @@ use crate::prepared::registry::server_name;
 impl Session<'_> {
     /// Runs the probe on the attached server and adopts its answer. If the server cannot
     /// answer (in `pool.server_rollback_timeout_ms`), it is not trusted with the next client:
-    /// it is closed. The client's transaction already completed, so it loses nothing, unless
-    /// it held session-only state on that server: then it ends, as it would on a direct
-    /// connection whose server went away.
+    /// it is closed. The client's transaction already completed; if what it changed is
+    /// session state the proxy carries for it (settings, SQL prepared statements, a pin) that
+    /// state is now unknown, so the client ends with `08006`, as it would on a direct
+    /// connection whose server went away, rather than go on silently without it.
     pub(super) async fn check_session_state(&mut self) -> Result<(), Exit> {
         let mut ask = std::mem::take(&mut self.ask);
         if ask.settings || !ask.custom.is_empty() {
@@ -44,9 +45,15 @@ impl Session<'_> {
                     self.slot.set(None);
                     conn.discard();
                 }
+                let lost_state = self.pinned.is_some() || ask.carries_client_state();
                 if self.pinned.is_some() {
                     self.set_pinned(None);
-                    return Err(Exit::server_lost());
+                }
+                if lost_state {
+                    return Err(Exit::fatal(
+                        crate::protocol::sqlstate::CONNECTION_FAILURE,
+                        "server connection lost before the session state this client set could be read",
+                    ));
                 }
                 return Ok(());
             }

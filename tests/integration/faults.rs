@@ -545,23 +545,43 @@ async fn server_connection_lost_mid_query_gives_08006() {
     only_a_noticed(&proxy, a_conn, &b).await;
 }
 
-/// A server connection that breaks while the proxy readies it for a client (replaying the
-/// client's settings), before the request went out, costs the client nothing: the request
-/// runs on a fresh connection. (A replica or primary shutting down between the pool's
-/// liveness check and those first bytes did this.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_lost_while_readied_is_replaced_before_the_request() {
+/// A proxy in front of the primary through a relay whose connections the test can cut, with
+/// a pool of one server connection.
+async fn proxy_through_relay() -> (Relay, TestProxy) {
     let c = cluster();
     let relay = Relay::start(&c.primary.host, c.primary.port).await;
     let direct = c.url(&c.primary, DB);
     let via_relay = format!("postgres://{}:{}/{}", c.primary.host, relay.port, DB);
     let config = base_config("size = 1\ncheckout_timeout_ms = 10000", "");
     let proxy = start_proxy_with(&config.replace(&direct, &via_relay)).await;
+    (relay, proxy)
+}
+
+/// Waits until the pool's one server connection is idle: the proxy is done with it (the
+/// session-state probe after a SET included).
+async fn wait_server_idle(pool: &lagoon::pool::Pool) {
+    eventually(
+        "the server connection idle",
+        Duration::from_secs(10),
+        || async { pool.snapshot().0 == 1 },
+    )
+    .await;
+}
+
+/// A server connection that breaks while the proxy readies it for a client (replaying the
+/// client's settings), before the request went out, costs the client nothing: the request
+/// runs on a fresh connection. (A replica or primary shutting down between the pool's
+/// liveness check and those first bytes did this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lost_while_readied_is_replaced_before_the_request() {
+    let (relay, proxy) = proxy_through_relay().await;
     let a = proxy.connect().await;
     let b = proxy.connect().await;
+    let pool = only_pool(&proxy);
     a.batch_execute("SET work_mem = '5MB'").await.unwrap();
     // B leaves its own value on the one server connection: A's next request replays A's.
     b.batch_execute("SET work_mem = '6MB'").await.unwrap();
+    wait_server_idle(&pool).await;
     assert_eq!(relay.count(), 1, "both clients share one server connection");
     relay.cut_on_next_send(0);
     assert_eq!(
@@ -575,6 +595,41 @@ async fn a_server_lost_while_readied_is_replaced_before_the_request() {
         "a second server connection replaced the cut one"
     );
     assert_eq!(scalar(&b, "SHOW work_mem").await.as_deref(), Some("6MB"));
+}
+
+/// A server lost after a client's SET was answered but before the proxy could read what it
+/// changed: the client's settings are unknown, so it ends with `08006` instead of going on
+/// without them; another client is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lost_before_a_set_is_read_back_ends_that_client() {
+    let (relay, proxy) = proxy_through_relay().await;
+    let other = proxy.connect().await;
+    let pool = only_pool(&proxy);
+    let Tracked { client: b, conn } =
+        connect_tracked(&proxy.conninfo(SCRAM_USER.0, SCRAM_USER.1, DB)).await;
+    let marker = "faults_probe_cut_m1";
+    let set = tokio::spawn(async move {
+        let r = b
+            .batch_execute(&format!(
+                "SET work_mem = '6MB'; SELECT pg_sleep(0.3) /* {marker} */"
+            ))
+            .await;
+        (b, r)
+    });
+    wait_marker_active(marker).await;
+    // The next bytes the proxy sends on it are its question about B's settings.
+    relay.cut_on_next_send(0);
+    let (b, r) = set.await.unwrap();
+    r.expect("B's SET itself was answered");
+    let code = Tracked { client: b, conn }
+        .ended_with(Duration::from_secs(5))
+        .await;
+    assert_eq!(code.as_deref(), Some("08006"));
+    assert_eq!(
+        scalar(&other, "SHOW work_mem").await.as_deref(),
+        Some("4MB")
+    );
+    wait_server_idle(&pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
