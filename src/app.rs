@@ -156,6 +156,16 @@ impl Proxy {
         let shared = self.shared;
         warm_pools(&shared);
         let maintain = tokio::spawn(maintain_pools(Arc::clone(&shared)));
+        // Sessions watch their own stop flags, not the tokens: this raises them.
+        let fan_out = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                shared
+                    .client_registry
+                    .follow_shutdown(&shared.shutdown)
+                    .await
+            })
+        };
         start_monitors(&shared);
         // Outside the task tracker: it must answer (/readyz: draining) while sessions drain.
         // It stops on `hard`, or is aborted below once the sessions are done.
@@ -169,6 +179,7 @@ impl Proxy {
         // The slow queries of the last moments reach the log.
         shared.stats.close().await;
         maintain.abort();
+        fan_out.abort();
         if let Some(m) = metrics {
             m.abort();
         }

@@ -14,6 +14,7 @@ pub mod relay;
 pub mod route;
 pub mod session;
 mod session_state;
+pub mod stop;
 pub mod timing;
 
 use std::net::SocketAddr;
@@ -167,16 +168,19 @@ async fn admit(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option
     let logged = match login {
         Ok(Ok(login::Login::Pooled(l))) => l,
         Ok(Ok(login::Login::Admin(admin))) => {
-            let listed = shared.client_registry.register(registry::NewClient {
-                addr: peer,
-                local_addr: stream.tcp().local_addr().ok(),
-                tls: stream.tls_description(),
-                user: admin.user,
-                database: admin.database,
-                application_name: admin.application_name,
-                process_id: reg.process_id,
-                admin: true,
-            });
+            let listed = shared.client_registry.register(
+                registry::NewClient {
+                    addr: peer,
+                    local_addr: stream.tcp().local_addr().ok(),
+                    tls: stream.tls_description(),
+                    user: admin.user,
+                    database: admin.database,
+                    application_name: admin.application_name,
+                    process_id: reg.process_id,
+                    admin: true,
+                },
+                &shared.shutdown,
+            );
             Box::pin(crate::admin::serve(
                 shared,
                 stream,
@@ -197,20 +201,23 @@ async fn admit(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option
         }
     };
     let database = logged.cluster.primary.database.clone();
-    let listed = shared.client_registry.register(registry::NewClient {
-        addr: peer,
-        local_addr: stream.tcp().local_addr().ok(),
-        tls: stream.tls_description(),
-        user: logged.cluster.primary.user.clone(),
-        database: database.clone(),
-        application_name: logged
-            .params
-            .get("application_name")
-            .unwrap_or_default()
-            .to_owned(),
-        process_id: reg.process_id,
-        admin: false,
-    });
+    let listed = shared.client_registry.register(
+        registry::NewClient {
+            addr: peer,
+            local_addr: stream.tcp().local_addr().ok(),
+            tls: stream.tls_description(),
+            user: logged.cluster.primary.user.clone(),
+            database: database.clone(),
+            application_name: logged
+                .params
+                .get("application_name")
+                .unwrap_or_default()
+                .to_owned(),
+            process_id: reg.process_id,
+            admin: false,
+        },
+        &shared.shutdown,
+    );
     let session = boxed_session(
         shared,
         stream,
@@ -285,7 +292,6 @@ fn boxed_session<'a>(
         sql_prepared: Vec::new(),
         captured: Vec::new(),
         idle_timer: None,
-        stop: None,
     };
     // Boxed: the login phase's locals would otherwise sit beside the session's state for the
     // client's whole life (rustc does not overlap them well).

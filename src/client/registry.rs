@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
+
+use super::stop::{self, StopFlags};
+use crate::shutdown::Shutdown;
 
 /// What a client is doing, in PgBouncer's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +68,8 @@ pub struct ClientEntry {
     request_at_us: AtomicU64,
     /// The server connection id it holds (0 when none), for `SHOW SERVERS`' `link`.
     server_id: AtomicU64,
-    /// Cancelled by `KILL`: the session ends at once with `57P01`.
-    pub kill: CancellationToken,
+    /// Shutdown and `KILL`, raised for this client (see [`super::stop`]).
+    pub stop: StopFlags,
 }
 
 /// What [`ClientRegistry::register`] needs to know about a client.
@@ -142,7 +144,7 @@ impl Drop for Registered<'_> {
 
 impl ClientRegistry {
     /// Lists a client until the returned guard drops.
-    pub fn register(&self, c: NewClient) -> Registered<'_> {
+    pub fn register(&self, c: NewClient, shutdown: &Shutdown) -> Registered<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(ClientEntry {
             id,
@@ -158,9 +160,17 @@ impl ClientRegistry {
             state: AtomicU8::new(ClientState::Idle as u8),
             request_at_us: AtomicU64::new(0),
             server_id: AtomicU64::new(0),
-            kill: CancellationToken::new(),
+            stop: StopFlags::default(),
         });
         self.map.insert(id, Arc::clone(&entry));
+        // A shutdown that began before the insert was fanned out without this client.
+        // (One that begins after it sees the client: `raise_all` runs after its token.)
+        if shutdown.drain.is_cancelled() {
+            entry.stop.raise(stop::DRAIN);
+        }
+        if shutdown.hard.is_cancelled() {
+            entry.stop.raise(stop::HARD);
+        }
         Registered {
             registry: self,
             entry,
@@ -179,11 +189,26 @@ impl ClientRegistry {
         let mut n = 0;
         for e in self.map.iter() {
             if !e.admin && e.database == database {
-                e.kill.cancel();
+                e.stop.raise(stop::KILL);
                 n += 1;
             }
         }
         n
+    }
+
+    /// Raises `flag` for every listed client.
+    pub fn raise_all(&self, flag: u8) {
+        for e in self.map.iter() {
+            e.stop.raise(flag);
+        }
+    }
+
+    /// Fans the shutdown tokens out to every client, each once, as they are cancelled.
+    pub async fn follow_shutdown(&self, shutdown: &Shutdown) {
+        shutdown.drain.cancelled().await;
+        self.raise_all(stop::DRAIN);
+        shutdown.hard.cancelled().await;
+        self.raise_all(stop::HARD);
     }
 }
 
@@ -207,16 +232,48 @@ mod tests {
     #[test]
     fn entries_list_until_dropped_and_kill_targets_one_database() {
         let r = ClientRegistry::default();
-        let a = r.register(client("appdb", false));
-        let b = r.register(client("other", false));
-        let c = r.register(client("appdb", true));
+        let s = Shutdown::default();
+        let a = r.register(client("appdb", false), &s);
+        let b = r.register(client("other", false), &s);
+        let c = r.register(client("appdb", true), &s);
         assert_eq!(r.all().len(), 3);
         a.entry.set_state(ClientState::Active);
         assert_eq!(r.all()[0].state(), ClientState::Active);
         assert_eq!(r.kill_database("appdb"), 1);
-        assert!(a.entry.kill.is_cancelled());
-        assert!(!b.entry.kill.is_cancelled() && !c.entry.kill.is_cancelled());
+        assert_eq!(a.entry.stop.raised(stop::KILL), stop::KILL);
+        assert_eq!(
+            b.entry.stop.raised(stop::KILL) | c.entry.stop.raised(stop::KILL),
+            0
+        );
         drop(a);
         assert_eq!(r.all().iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_reaches_clients_listed_before_and_after_it() {
+        let r = Arc::new(ClientRegistry::default());
+        let s = Shutdown::default();
+        let before = r.register(client("appdb", false), &s);
+        let follow = {
+            let (r, s) = (Arc::clone(&r), s.clone());
+            tokio::spawn(async move { r.follow_shutdown(&s).await })
+        };
+        s.drain.cancel();
+        before.entry.stop.wait(stop::DRAIN).await;
+        assert_eq!(before.entry.stop.raised(stop::HARD), 0);
+        let after = r.register(client("appdb", false), &s);
+        assert_eq!(
+            after.entry.stop.raised(stop::DRAIN | stop::HARD),
+            stop::DRAIN
+        );
+        s.hard.cancel();
+        follow.await.expect("follow task");
+        assert_eq!(before.entry.stop.raised(stop::HARD), stop::HARD);
+        assert_eq!(after.entry.stop.raised(stop::HARD), stop::HARD);
+        let late = r.register(client("appdb", false), &s);
+        assert_eq!(
+            late.entry.stop.raised(stop::DRAIN | stop::HARD),
+            stop::DRAIN | stop::HARD
+        );
     }
 }

@@ -21,6 +21,7 @@ use super::probe::Ask;
 use super::registry::ClientState;
 use super::relay;
 use super::route::{Placed, Route};
+use super::stop;
 use crate::app::Shared;
 use crate::cancel::CancelSlot;
 use crate::error::ClientFacing;
@@ -136,28 +137,15 @@ pub struct Session<'a> {
     pub captured: Vec<(String, String)>,
     /// The idle-in-transaction timer, made at its first use (`pool.idle_transaction_timeout_ms`).
     pub idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// While attached: resolves on a hard shutdown or `KILL` (see `stop_signal`). Dropped when
-    /// the session goes idle, so idle clients do not carry it.
-    pub stop: Option<StopSignal>,
 }
 
-/// See [`Session::stop`].
-pub type StopSignal = Pin<Box<dyn std::future::Future<Output = Stop> + Send>>;
-
-/// Why an attached session must end now.
-pub enum Stop {
-    Hard,
-    Killed,
-}
-
-/// Resolves when either token is cancelled.
-async fn stop_signal(
-    hard: tokio_util::sync::CancellationToken,
-    kill: tokio_util::sync::CancellationToken,
-) -> Stop {
-    tokio::select! {
-        _ = hard.cancelled() => Stop::Hard,
-        _ = kill.cancelled() => Stop::Killed,
+/// How a session ends on stop flags raised for it (see [`super::stop`]): `KILL` says so; a
+/// shutdown is `57P01` plain.
+fn stopped(raised: u8) -> Exit {
+    if raised & (stop::HARD | stop::DRAIN) != 0 {
+        Exit::shutdown()
+    } else {
+        Exit::killed()
     }
 }
 
@@ -185,7 +173,8 @@ enum Event {
     ServerWritable,
     IoError(Side),
     IdleTimeout,
-    Stop(Stop),
+    /// The stop flags raised (see [`super::stop`]).
+    Stop(u8),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +204,9 @@ impl<'a> Session<'a> {
         if let Some(conn) = self.server.take() {
             let boundary =
                 self.cscan.at_boundary() && self.scanned == 0 && self.wire.sent_whole_messages();
-            if self.wire.replies.uncertain() || self.wire.suspect || self.entry.kill.is_cancelled()
+            if self.wire.replies.uncertain()
+                || self.wire.suspect
+                || self.entry.stop.raised(stop::KILL) != 0
             {
                 // A Parse's fate is unknown: so is what this server has prepared. Or KILL:
                 // it drops the database's server connections too.
@@ -298,7 +289,6 @@ impl<'a> Session<'a> {
         if self.entry.state() != ClientState::Idle {
             self.entry.set_state(ClientState::Idle);
             self.entry.set_server(None);
-            self.stop = None;
             // A timer left armed would wake the idle task once for nothing, and stay allocated.
             self.idle_timer = None;
             self.timing.shrink();
@@ -319,8 +309,7 @@ impl<'a> Session<'a> {
         }
         let read = tokio::select! {
             biased;
-            _ = self.shared.shutdown.drain.cancelled() => return Err(Exit::shutdown()),
-            _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
+            raised = self.entry.stop.wait(stop::DRAIN | stop::HARD | stop::KILL) => return Err(stopped(raised)),
             r = read_client(&mut self.client, &mut self.cbuf) => r,
         };
         match read {
@@ -428,8 +417,7 @@ impl<'a> Session<'a> {
             // PAUSE: the request waits for RESUME; its checkout deadline starts after.
             tokio::select! {
                 _ = self.shared.pauses.wait_resumed(&self.pool.database) => {}
-                _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
-                _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
+                raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
             }
         }
         let deadline = Instant::now() + self.pool.settings().checkout_timeout;
@@ -447,8 +435,7 @@ impl<'a> Session<'a> {
             };
             let checkout = tokio::select! {
                 r = pool.checkout(deadline) => r,
-                _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
-                _ = self.entry.kill.cancelled() => return Err(Exit::killed()),
+                raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
             };
             let e = match checkout {
                 Ok(mut c) => match self.ready_server(&mut c).await? {
@@ -612,7 +599,7 @@ impl<'a> Session<'a> {
         }
         let replayed = tokio::select! {
             r = tokio::time::timeout(self.rollback_timeout, relay::replay_each(conn, &sqls)) => r,
-            _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+            raised = self.entry.stop.wait(stop::HARD) => return Err(stopped(raised)),
         };
         let Ok(Ok(ok)) = replayed else {
             // The connection is closed by the caller; the client's request never went out.
@@ -672,15 +659,7 @@ impl<'a> Session<'a> {
             _ => None,
         };
         let idle_armed = idle_timer.is_some();
-        // Made once per attach, not per event: a fresh `cancelled()` per wait registers with
-        // and unregisters from the shared shutdown token under its lock, every event of every
-        // session, both worker threads contending for it.
-        let stop = self.stop.get_or_insert_with(|| {
-            Box::pin(stop_signal(
-                self.shared.shutdown.hard.clone(),
-                self.entry.kill.clone(),
-            ))
-        });
+        let flags = &self.entry.stop;
         // TLS can hold decrypted bytes the sockets' readiness cannot see: such a side is
         // readable now.
         let client_buffered = self.client.has_buffered_read();
@@ -718,7 +697,7 @@ impl<'a> Session<'a> {
                 r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
                 r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
                 _ = idle_wait(idle_timer), if idle_armed => Event::IdleTimeout,
-                e = stop.as_mut() => Event::Stop(e),
+                raised = flags.wait(stop::HARD | stop::KILL) => Event::Stop(raised),
             }
         };
         match event {
@@ -732,8 +711,7 @@ impl<'a> Session<'a> {
                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                 "terminating connection due to idle-in-transaction timeout (pool.idle_transaction_timeout_ms)",
             )),
-            Event::Stop(Stop::Hard) => Err(Exit::shutdown()),
-            Event::Stop(Stop::Killed) => Err(Exit::killed()),
+            Event::Stop(raised) => Err(stopped(raised)),
         }
     }
 
@@ -844,7 +822,7 @@ impl<'a> Session<'a> {
                 r.detached();
             }
         }
-        if self.shared.shutdown.drain.is_cancelled() {
+        if self.entry.stop.raised(stop::DRAIN) != 0 {
             return Err(Exit::shutdown());
         }
         Ok(())

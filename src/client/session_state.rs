@@ -35,7 +35,7 @@ impl Session<'_> {
         let sql = probe::sql(&ask, &self.pool.user);
         let asked = tokio::select! {
             r = tokio::time::timeout(self.rollback_timeout, relay::query_rows(conn, &sql)) => r,
-            _ = self.shared.shutdown.hard.cancelled() => return Err(Exit::shutdown()),
+            _ = self.entry.stop.wait(super::stop::HARD) => return Err(Exit::shutdown()),
         };
         let rows = match asked {
             Ok(Ok(rows)) => rows,
