@@ -292,6 +292,7 @@ fn boxed_session<'a>(
         sql_prepared: Vec::new(),
         captured: Vec::new(),
         idle_timer: None,
+        flip: false,
     };
     // Boxed: the login phase's locals would otherwise sit beside the session's state for the
     // client's whole life (rustc does not overlap them well).

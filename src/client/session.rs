@@ -7,8 +7,10 @@
 //! messages still owed; once nothing is owed and the server says idle, the server goes back to
 //! the pool (transaction mode) and the client is detached again.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::net::Stream;
@@ -137,6 +139,8 @@ pub struct Session<'a> {
     pub captured: Vec<(String, String)>,
     /// The idle-in-transaction timer, made at its first use (`pool.idle_transaction_timeout_ms`).
     pub idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Flips at every attached wait: which socket it looks at first (see `attached_step`).
+    pub flip: bool,
 }
 
 /// How a session ends on stop flags raised for it (see [`super::stop`]): `KILL` says so; a
@@ -658,7 +662,6 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
-        let idle_armed = idle_timer.is_some();
         let flags = &self.entry.stop;
         // TLS can hold decrypted bytes the sockets' readiness cannot see: such a side is
         // readable now.
@@ -689,16 +692,52 @@ impl<'a> Session<'a> {
                     .is_some_and(|r| r.on_replica().is_some());
             // Each direction reads only once its previous chunk is fully written: memory stays
             // bounded and a slow reader slows its writer, as on a direct connection.
-            tokio::select! {
-                _ = std::future::ready(()), if server_buffered && !to_client => Event::ServerReadable,
-                _ = std::future::ready(()), if client_buffered && !unsent && !hold_client => Event::ClientReadable,
-                r = server.writable(), if to_server => r.map_or(Event::IoError(Side::Server), |_| Event::ServerWritable),
-                r = client.writable(), if to_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientWritable),
-                r = server.readable(), if !to_client => r.map_or(Event::IoError(Side::Server), |_| Event::ServerReadable),
-                r = client.readable(), if !unsent && !hold_client => r.map_or(Event::IoError(Side::Client), |_| Event::ClientReadable),
-                _ = idle_wait(idle_timer), if idle_armed => Event::IdleTimeout,
-                raised = flags.wait(stop::HARD | stop::KILL) => Event::Stop(raised),
-            }
+            let server_wants = Wants {
+                write: to_server,
+                read: !to_client,
+            };
+            let client_wants = Wants {
+                write: to_client,
+                read: !unsent && !hold_client,
+            };
+            // Which socket is looked at first alternates, so neither can starve the other.
+            self.flip = !self.flip;
+            let client_first = self.flip;
+            let mut idle_timer = idle_timer;
+            // Polled by hand rather than with `select!`: the sockets' `poll_*_ready` keep this
+            // task's waker in each socket's own slot (the session is their only user), where
+            // `readable()`/`writable()` futures would link and unlink a waiter node under the
+            // socket's lock at every event and sit in every task's state.
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(raised) =
+                    Pin::new(&mut flags.wait(stop::HARD | stop::KILL)).poll(cx)
+                {
+                    return Poll::Ready(Event::Stop(raised));
+                }
+                if server_buffered && server_wants.read {
+                    return Poll::Ready(Event::ServerReadable);
+                }
+                if client_buffered && client_wants.read {
+                    return Poll::Ready(Event::ClientReadable);
+                }
+                let ready = if client_first {
+                    poll_side(client, client_wants, Side::Client, cx)
+                        .or_else(|| poll_side(server, server_wants, Side::Server, cx))
+                } else {
+                    poll_side(server, server_wants, Side::Server, cx)
+                        .or_else(|| poll_side(client, client_wants, Side::Client, cx))
+                };
+                if let Some(event) = ready {
+                    return Poll::Ready(event);
+                }
+                if let Some(t) = idle_timer.as_mut()
+                    && t.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Event::IdleTimeout);
+                }
+                Poll::Pending
+            })
+            .await
         };
         match event {
             Event::ServerWritable => self.write_server(),
@@ -845,11 +884,40 @@ async fn goodbye(client: &mut Stream, exit: Exit) {
 
 /// Waits for the idle-in-transaction timer when there is one. The timer lives in the session
 /// (made at the first use, reset per wait) so the attached loop's state stays small.
-async fn idle_wait(timer: Option<&mut Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(t) => t.as_mut().await,
-        None => std::future::pending().await,
+/// Which readiness an attached session waits for on one socket.
+#[derive(Clone, Copy)]
+struct Wants {
+    write: bool,
+    read: bool,
+}
+
+/// Polls one socket for the readiness `wants` names; `None` when none is ready yet (the
+/// task's waker is then registered for each).
+fn poll_side(
+    tcp: &tokio::net::TcpStream,
+    wants: Wants,
+    side: Side,
+    cx: &mut Context<'_>,
+) -> Option<Event> {
+    let (writable, readable) = match side {
+        Side::Server => (Event::ServerWritable, Event::ServerReadable),
+        Side::Client => (Event::ClientWritable, Event::ClientReadable),
+    };
+    if wants.write {
+        match tcp.poll_write_ready(cx) {
+            Poll::Ready(Ok(())) => return Some(writable),
+            Poll::Ready(Err(_)) => return Some(Event::IoError(side)),
+            Poll::Pending => {}
+        }
     }
+    if wants.read {
+        match tcp.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => return Some(readable),
+            Poll::Ready(Err(_)) => return Some(Event::IoError(side)),
+            Poll::Pending => {}
+        }
+    }
+    None
 }
 
 /// Reads client bytes. Between requests the client holds no buffer at all: an idle client
