@@ -101,10 +101,12 @@ impl ClientFacing for RouteError {
 impl Route {
     /// The routing state for a client of database `db`, or None when its requests all go
     /// to the primary (no replicas, read/write split off, session pooling).
-    pub fn new(shared: &crate::app::Shared, config: &Config, db: &str) -> Option<Route> {
+    /// Boxed: most databases have no replicas, and every client of theirs would otherwise
+    /// carry the empty space in its session.
+    pub fn new(shared: &crate::app::Shared, config: &Config, db: &str) -> Option<Box<Route>> {
         let health = shared.health.get(db).map(|h| Arc::clone(&h))?;
         let r = &config.routing;
-        Some(Route {
+        Some(Box::new(Route {
             health,
             limits: Limits::from_config(r),
             no_replica_error: r.no_replica == NoReplica::Error,
@@ -112,13 +114,13 @@ impl Route {
             rw: ReadYourWrites::default(),
             on: None,
             redirect: None,
-        })
+        }))
     }
 
     /// Keeps `old`'s read-your-writes state and pending redirect (a reload rebuilt the
     /// routing state between a refused read and its re-run).
-    pub fn carry_over(&mut self, old: Route) {
-        self.rw = old.rw;
+    pub fn carry_over(&mut self, old: &Route) {
+        self.rw = old.rw.clone();
         self.redirect = old.redirect;
     }
 

@@ -101,7 +101,7 @@ pub struct Session<'a> {
     /// Every member's pool for this client's database and user.
     pub cluster: Arc<Cluster>,
     /// Read/write routing, when the database has replicas (see [`super::route`]).
-    pub route: Option<Route>,
+    pub route: Option<Box<Route>>,
     /// `shared.pools.generation()` when `cluster` was looked up: a reload that replaced
     /// clusters changes it (see [`Self::follow_reload`]).
     pub cluster_generation: u64,
@@ -304,7 +304,11 @@ impl<'a> Session<'a> {
         }
         if self.tracker.wants_server() || self.scanned >= ATTACH_AT {
             if let Some(reply) = self.answer_locally() {
-                return self.client.send(&reply).await.map_err(|_| Exit::ClientGone);
+                // Boxed: the reply and the write would otherwise be held in every idle
+                // client's task state.
+                return Box::pin(self.client.send(&reply))
+                    .await
+                    .map_err(|_| Exit::ClientGone);
             }
             // Boxed: a task's future is as large as its largest state, held for the client's
             // whole life. The checkout and setting replay are the largest; boxed, an idle
@@ -428,7 +432,7 @@ impl<'a> Session<'a> {
         if !self.session_mode {
             self.follow_reload();
         }
-        let redirect = self.route.as_mut().and_then(Route::take_redirect);
+        let redirect = self.route.as_mut().and_then(|r| r.take_redirect());
         let mut avoid = None;
         let mut failed = 0;
         let mut broken = 0;
@@ -552,7 +556,7 @@ impl<'a> Session<'a> {
         let config = self.shared.config.load();
         let mut route = Route::new(self.shared, &config, &self.pool.database);
         if let (Some(new), Some(old)) = (route.as_mut(), self.route.take()) {
-            new.carry_over(old);
+            new.carry_over(&old);
         }
         self.route = route;
         self.pool = Arc::clone(&cluster.primary);

@@ -75,7 +75,10 @@ impl Stream {
         if self.has_buffered_read() {
             return Ok(());
         }
-        self.tcp().readable().await
+        // The socket's own waker slot rather than a `readable()` future: that future is a
+        // waiter node held in the state of every idle client's task (this is where they wait).
+        let tcp = self.tcp();
+        std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await
     }
 
     /// Whether a read would return something without touching the socket: decrypted bytes,

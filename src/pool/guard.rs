@@ -9,12 +9,14 @@ use super::pool::Pool;
 use super::server_conn::ServerConn;
 
 pub struct PooledConn {
-    conn: Option<ServerConn>,
+    /// Boxed: every session holds an `Option<PooledConn>`, idle or not, and the pool's idle
+    /// list moves only a pointer.
+    conn: Option<Box<ServerConn>>,
     pool: Arc<Pool>,
 }
 
 impl PooledConn {
-    pub(super) fn new(conn: ServerConn, pool: Arc<Pool>) -> Self {
+    pub(super) fn new(conn: Box<ServerConn>, pool: Arc<Pool>) -> Self {
         PooledConn {
             conn: Some(conn),
             pool,

@@ -87,7 +87,7 @@ impl ClientFacing for PoolError {
 
 struct Waiter {
     id: u64,
-    tx: oneshot::Sender<Result<ServerConn, PoolError>>,
+    tx: oneshot::Sender<Result<Box<ServerConn>, PoolError>>,
     /// When its checkout began: the front waiter's age is the pool's max wait (metrics).
     since: Instant,
 }
@@ -98,7 +98,7 @@ struct Waiter {
 struct Waiting<'a> {
     pool: &'a Arc<Pool>,
     id: u64,
-    rx: oneshot::Receiver<Result<ServerConn, PoolError>>,
+    rx: oneshot::Receiver<Result<Box<ServerConn>, PoolError>>,
     armed: bool,
 }
 
@@ -123,7 +123,10 @@ struct Down {
 struct State {
     /// Idle connections; the most recently used is at the end and is reused first, so the
     /// others age out under `idle_timeout` when load drops.
-    idle: Vec<ServerConn>,
+    // Boxed (allowed below): what a checkout hands out and a session keeps is the box, so
+    // checkin and checkout move a pointer and an idle session's `Option<PooledConn>` is small.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Idle + lent + being connected.
     total: usize,
     /// Connects in progress (counted in `total`, not yet idle or lent).
@@ -255,9 +258,9 @@ const MAX_NORMALIZED: usize = 4096;
 // for an instant.
 #[allow(clippy::large_enum_variant)]
 enum Plan {
-    Got(ServerConn),
+    Got(Box<ServerConn>),
     Connect,
-    Wait(u64, oneshot::Receiver<Result<ServerConn, PoolError>>),
+    Wait(u64, oneshot::Receiver<Result<Box<ServerConn>, PoolError>>),
 }
 
 impl Pool {
@@ -319,7 +322,7 @@ impl Pool {
             // the size under it too, so none of them sees half a change.
             self.settings.store(Arc::new(new));
             let excess = st.total.saturating_sub(size).min(st.idle.len());
-            let surplus: Vec<ServerConn> = st.idle.drain(..excess).collect();
+            let surplus: Vec<Box<ServerConn>> = st.idle.drain(..excess).collect();
             st.total -= excess;
             let to_open = if st.closed {
                 0
@@ -499,7 +502,7 @@ impl Pool {
 
     /// Opens a connection for a slot already counted in `total`; on failure gives the slot back
     /// and marks the pool down.
-    async fn connect_counted(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
+    async fn connect_counted(self: &Arc<Self>) -> Result<Box<ServerConn>, PoolError> {
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         let result = connect::login(
             &self.target,
@@ -517,7 +520,7 @@ impl Pool {
                 self.lock().down = None;
                 let now = Instant::now();
                 let local_addr = login.stream.tcp().local_addr().ok();
-                Ok(ServerConn {
+                Ok(Box::new(ServerConn {
                     local_addr,
                     tls: login
                         .stream
@@ -538,7 +541,7 @@ impl Pool {
                         secret_key: login.secret_key,
                         tls: self.target.tls.clone(),
                     }),
-                })
+                }))
             }
             Err(e) => {
                 self.counters
@@ -564,7 +567,7 @@ impl Pool {
     }
 
     /// Takes back a clean connection: to the longest waiter first, else to the idle list.
-    pub(super) fn checkin(self: &Arc<Self>, mut conn: ServerConn) {
+    pub(super) fn checkin(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         if !conn.read_buf.is_empty() || conn.created.elapsed() >= self.settings.load().lifetime {
             self.discard(conn);
             return;
@@ -596,7 +599,7 @@ impl Pool {
     }
 
     /// Closes a connection and, if clients are waiting, opens a replacement for them.
-    pub(super) fn discard(self: &Arc<Self>, conn: ServerConn) {
+    pub(super) fn discard(self: &Arc<Self>, conn: Box<ServerConn>) {
         let id = conn.id;
         drop(conn);
         let replace = {
