@@ -8,7 +8,6 @@
 //! [`super::commands`]'; what the text means is [`super::parser`]'s.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use crate::net::Stream;
 use bytes::BytesMut;
@@ -182,7 +181,7 @@ async fn run(
                 Step::Terminate => return End::Quiet,
                 Step::Fatal(code, message) => return End::Fatal(code, message),
                 Step::Query(text) => {
-                    entry.request_started(SystemTime::now());
+                    entry.request_started(std::time::Instant::now());
                     if let Err(end) = query(shared, stream, entry, &text, &mut out).await {
                         return end;
                     }

@@ -7,8 +7,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
@@ -64,8 +65,9 @@ pub struct ClientEntry {
     /// A console session rather than a pooled one.
     pub admin: bool,
     state: AtomicU8,
-    /// Microseconds since the Unix epoch at the start of its latest request; 0 before any.
-    request_at_us: AtomicU64,
+    /// Microseconds from `clock_epoch` to the start of its latest request; `NO_REQUEST`
+    /// before any.
+    request_at_us: AtomicI64,
     /// The server connection id it holds (0 when none), for `SHOW SERVERS`' `link`.
     server_id: AtomicU64,
     /// Shutdown and `KILL`, raised for this client (see [`super::stop`]).
@@ -94,19 +96,31 @@ impl ClientEntry {
         self.state.store(s as u8, Ordering::Relaxed);
     }
 
-    /// A request started (`at` is the wall clock then).
-    pub fn request_started(&self, at: SystemTime) {
-        let us = at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    /// A request started at `at`. Monotonic, from the clock read the session already made:
+    /// a wall-clock read per request showed in the per-transaction CPU; the rare `SHOW`
+    /// converts.
+    pub fn request_started(&self, at: Instant) {
+        let (epoch, _) = clock_epoch();
+        // Signed: the epoch is read at first use, possibly just after `at`.
+        let us = match at.checked_duration_since(*epoch) {
+            Some(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            None => -i64::try_from(epoch.duration_since(at).as_micros()).unwrap_or(i64::MAX),
+        };
         self.request_at_us.store(us, Ordering::Relaxed);
     }
 
-    /// The start of its latest request, if it made one.
+    /// The start of its latest request (wall clock), if it made one.
     pub fn request_time(&self) -> Option<SystemTime> {
-        match self.request_at_us.load(Ordering::Relaxed) {
-            0 => None,
-            us => Some(UNIX_EPOCH + std::time::Duration::from_micros(us)),
+        let us = self.request_at_us.load(Ordering::Relaxed);
+        if us == NO_REQUEST {
+            return None;
+        }
+        let wall = clock_epoch().1;
+        let d = Duration::from_micros(us.unsigned_abs());
+        if us >= 0 {
+            wall.checked_add(d)
+        } else {
+            wall.checked_sub(d)
         }
     }
 
@@ -121,6 +135,15 @@ impl ClientEntry {
             id => Some(id),
         }
     }
+}
+
+/// `ClientEntry::request_at_us` before the first request.
+const NO_REQUEST: i64 = i64::MIN;
+
+/// One moment read on both clocks, for turning `Instant`s into wall-clock times.
+fn clock_epoch() -> &'static (Instant, SystemTime) {
+    static EPOCH: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    EPOCH.get_or_init(|| (Instant::now(), SystemTime::now()))
 }
 
 /// Every logged-in client of one proxy.
@@ -158,7 +181,7 @@ impl ClientRegistry {
             process_id: c.process_id,
             admin: c.admin,
             state: AtomicU8::new(ClientState::Idle as u8),
-            request_at_us: AtomicU64::new(0),
+            request_at_us: AtomicI64::new(NO_REQUEST),
             server_id: AtomicU64::new(0),
             stop: StopFlags::default(),
         });
@@ -247,6 +270,21 @@ mod tests {
         );
         drop(a);
         assert_eq!(r.all().iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn request_time_is_the_wall_clock_of_the_request_instant() {
+        let r = ClientRegistry::default();
+        let a = r.register(client("appdb", false), &Shutdown::default());
+        assert_eq!(a.entry.request_time(), None);
+        let earlier = Instant::now() - Duration::from_secs(60);
+        a.entry.request_started(earlier);
+        let t = a.entry.request_time().expect("a request time");
+        let ago = SystemTime::now().duration_since(t).expect("in the past");
+        assert!(
+            ago >= Duration::from_secs(59) && ago < Duration::from_secs(70),
+            "{ago:?}"
+        );
     }
 
     #[tokio::test]

@@ -420,15 +420,17 @@ impl<'a> Session<'a> {
         let started = Instant::now();
         self.entry.set_state(ClientState::Waiting);
         // SHOW CLIENTS' request_time: the latest request that needed a server.
-        self.entry.request_started(std::time::SystemTime::now());
+        self.entry.request_started(started);
+        let mut deadline_from = started;
         if self.shared.pauses.is_paused(&self.pool.database) {
             // PAUSE: the request waits for RESUME; its checkout deadline starts after.
             tokio::select! {
                 _ = self.shared.pauses.wait_resumed(&self.pool.database) => {}
                 raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
             }
+            deadline_from = Instant::now();
         }
-        let deadline = Instant::now() + self.pool.settings().checkout_timeout;
+        let deadline = deadline_from + self.pool.settings().checkout_timeout;
         if !self.session_mode {
             self.follow_reload();
         }

@@ -260,7 +260,11 @@ const MAX_NORMALIZED: usize = 4096;
 enum Plan {
     Got(Box<ServerConn>),
     Connect,
-    Wait(u64, oneshot::Receiver<Result<Box<ServerConn>, PoolError>>),
+    Wait(
+        u64,
+        oneshot::Receiver<Result<Box<ServerConn>, PoolError>>,
+        Instant,
+    ),
 }
 
 impl Pool {
@@ -384,7 +388,6 @@ impl Pool {
 
     /// Waits for a server connection until `deadline`; see the module docs for the policy.
     pub async fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<PooledConn, PoolError> {
-        let started = Instant::now();
         let plan = {
             let mut st = self.lock();
             if st.closed {
@@ -417,12 +420,11 @@ impl Pool {
                         let (tx, rx) = oneshot::channel();
                         let id = st.next_waiter;
                         st.next_waiter += 1;
-                        st.waiters.push_back(Waiter {
-                            id,
-                            tx,
-                            since: started,
-                        });
-                        Plan::Wait(id, rx)
+                        // Read only when waiting: a clock read per checkout shows in the
+                        // per-transaction CPU.
+                        let since = Instant::now();
+                        st.waiters.push_back(Waiter { id, tx, since });
+                        Plan::Wait(id, rx, since)
                     }
                 }
             }
@@ -446,7 +448,7 @@ impl Pool {
                     Err(_) => return Err(PoolError::Closed(self.database.clone())),
                 }
             }
-            Plan::Wait(id, rx) => {
+            Plan::Wait(id, rx, started) => {
                 let mut wait = Waiting {
                     pool: self,
                     id,
