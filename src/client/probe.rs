@@ -19,6 +19,9 @@ pub struct Ask {
     /// Custom settings touched, lower-case as Postgres stores them.
     pub custom: Vec<String>,
     pub features: bool,
+    /// Of `features`: a statement may have created session-only state (LISTEN, a temp table,
+    /// a WITH HOLD cursor, an advisory lock, or something the lexer could not see through).
+    pub gains_features: bool,
     /// The protocol-level prepared statements the server still has (after DEALLOCATE or
     /// DISCARD).
     pub statements: bool,
@@ -40,12 +43,14 @@ impl Ask {
     }
 
     /// Whether the answer changes state the proxy keeps for the client across servers (its
-    /// settings, its SQL prepared statements, its protocol-level ones after a drop, a pin):
-    /// without the answer that state is unknown. Only `statements` concerns just the server.
+    /// settings, its SQL prepared statements, its protocol-level ones after a drop, a new
+    /// pin): without the answer that state is unknown. `statements`, and `features` asked
+    /// only because something may have been released (DROP, UNLISTEN, CLOSE, an unlock),
+    /// concern just the server (a pin held already is the caller's to check).
     pub fn carries_client_state(&self) -> bool {
         self.settings
             || !self.custom.is_empty()
-            || self.features
+            || self.gains_features
             || self.sql_statements
             || self.drop_statements
     }
@@ -56,6 +61,9 @@ impl Ask {
             return;
         }
         self.settings |= e.has(Flags::SETTINGS | Flags::DISCARD_ALL | Flags::OPAQUE) || e.reset_all;
+        self.gains_features |= e.has(
+            Flags::LISTEN | Flags::TEMP | Flags::HOLD_CURSOR | Flags::ADVISORY_LOCK | Flags::OPAQUE,
+        );
         self.features |= e.has(
             Flags::LISTEN
                 | Flags::UNLISTEN
@@ -237,6 +245,27 @@ mod tests {
         assert!(ask.features && !ask.statements);
         ask.note(&crate::sql::scan(b"DISCARD ALL"));
         assert!(ask.statements && ask.drop_statements);
+    }
+
+    #[test]
+    fn only_what_the_proxy_carries_for_the_client_makes_a_lost_answer_fatal() {
+        let carries = |sql: &[u8]| {
+            let mut ask = Ask::default();
+            ask.note(&crate::sql::scan(sql));
+            assert!(!ask.is_empty(), "{}", String::from_utf8_lossy(sql));
+            ask.carries_client_state()
+        };
+        // Released or server-only: nothing of the client's is unknown without the answer.
+        assert!(!carries(b"DROP TABLE t"));
+        assert!(!carries(b"UNLISTEN ch"));
+        assert!(!carries(b"CLOSE c"));
+        // The client's settings, SQL statements or a possible new pin.
+        assert!(carries(b"SET work_mem = '8MB'"));
+        assert!(carries(b"PREPARE p AS SELECT 1"));
+        assert!(carries(b"DEALLOCATE p"));
+        assert!(carries(b"CREATE TEMP TABLE t (a int)"));
+        assert!(carries(b"LISTEN ch"));
+        assert!(carries(b"DISCARD ALL"));
     }
 
     #[test]

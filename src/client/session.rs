@@ -438,6 +438,7 @@ impl<'a> Session<'a> {
         let mut avoid = None;
         let mut failed = 0;
         let mut broken = 0;
+        let mut got;
         let (conn, placed) = loop {
             let (pool, placed) = match self.choose_pool(redirect, avoid) {
                 Ok(p) => p,
@@ -448,42 +449,51 @@ impl<'a> Session<'a> {
                 raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
             };
             let e = match checkout {
-                Ok(mut c) => match self.ready_server(&mut c).await? {
-                    Ready::Yes => break (c, placed),
-                    Ready::Refused(msg) => {
-                        // The server is fine (it answered); the client's settings are not.
-                        c.release();
-                        return Err(Exit::fatal(
-                            sqlstate::INVALID_PARAMETER_VALUE,
-                            format!("could not apply this client's session settings: {msg}"),
-                        ));
-                    }
-                    // Broke while being readied (a server shutting down between the pool's
-                    // check and our first bytes): the request has not gone out, so it is
-                    // placed again like a failed checkout; on the primary a fresh connection
-                    // is tried, a bounded number of times.
-                    Ready::Broken => {
-                        drop(c);
-                        if let Some(Placed {
-                            target: Target::Replica(i),
-                            ..
-                        }) = placed
-                            && failed < self.cluster.replicas.len()
-                        {
-                            // Not marked down for one connection (a DBA may have killed
-                            // it); if the replica is really gone, connecting to it says so.
-                            tracing::info!(member = %pool.member, "replica connection broke before the read went out; routing it elsewhere");
-                            avoid = Some(i);
-                            failed += 1;
+                Ok(mut c) => {
+                    // Pool wait ends here; readying the server counts as its time.
+                    got = Instant::now();
+                    match self.ready_server(&mut c).await? {
+                        Ready::Yes => break (c, placed),
+                        Ready::Refused(msg) => {
+                            // The server is fine (it answered); the client's settings are not.
+                            c.release();
+                            return Err(Exit::fatal(
+                                sqlstate::INVALID_PARAMETER_VALUE,
+                                format!("could not apply this client's session settings: {msg}"),
+                            ));
+                        }
+                        // Broke while being readied (a server shutting down between the pool's
+                        // check and our first bytes): the request has not gone out, so it is
+                        // placed again like a failed checkout; on the primary a fresh connection
+                        // is tried, a bounded number of times.
+                        Ready::Broken => {
+                            drop(c);
+                            broken += 1;
+                            if broken >= MAX_BROKEN_ATTACH || Instant::now() >= deadline {
+                                return Err(Exit::fatal(
+                                    sqlstate::CONNECTION_FAILURE,
+                                    "server connections kept breaking before this client's request could be sent",
+                                ));
+                            }
+                            // One broken connection says little about its server (a DBA may have
+                            // killed it): the first retry takes a fresh one from the same member,
+                            // and a server really going away then fails to connect, which routes
+                            // a read elsewhere. A replica breaking twice is avoided at once.
+                            if broken > 1
+                                && let Some(Placed {
+                                    target: Target::Replica(i),
+                                    ..
+                                }) = placed
+                                && failed < self.cluster.replicas.len()
+                            {
+                                tracing::info!(member = %pool.member, "replica connections broke before the read went out; routing it elsewhere");
+                                avoid = Some(i);
+                                failed += 1;
+                            }
                             continue;
                         }
-                        broken += 1;
-                        if broken < MAX_BROKEN_ATTACH && Instant::now() < deadline {
-                            continue;
-                        }
-                        return Err(Exit::server_lost());
                     }
-                },
+                }
                 Err(e) => e,
             };
             match e {
@@ -522,7 +532,6 @@ impl<'a> Session<'a> {
         };
         // Pool wait, retries on other members included: every pool of the database shares
         // this histogram (its label is the database), resolved once by the pool.
-        let got = Instant::now();
         self.pool.wait_seconds().record(got - started);
         self.timing.checked_out(got);
         self.attached_to(placed);
@@ -569,10 +578,16 @@ impl<'a> Session<'a> {
     /// before the request goes out.
     async fn ready_server(&mut self, conn: &mut PooledConn) -> Result<Ready, Exit> {
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
-            match relay::replay(conn, &sql).await {
-                Ok(()) => conn.applied = self.params.desired().to_vec(),
-                Err(relay::ReplayError::Server(_, msg)) => return Ok(Ready::Refused(msg)),
-                Err(relay::ReplayError::Broken) => return Ok(Ready::Broken),
+            // Bounded like the other conversations the proxy holds on its own account: a
+            // server that stops answering (no reset) is treated as broken.
+            let replayed = tokio::select! {
+                r = tokio::time::timeout(self.rollback_timeout, relay::replay(conn, &sql)) => r,
+                raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
+            };
+            match replayed {
+                Ok(Ok(())) => conn.applied = self.params.desired().to_vec(),
+                Ok(Err(relay::ReplayError::Server(_, msg))) => return Ok(Ready::Refused(msg)),
+                Ok(Err(relay::ReplayError::Broken)) | Err(_) => return Ok(Ready::Broken),
             }
         }
         self.sync_sql_prepared(conn).await
@@ -888,8 +903,6 @@ async fn goodbye(client: &mut Stream, exit: Exit) {
     let _ = tokio::time::timeout(EXIT_WRITE_TIMEOUT, client.shutdown()).await;
 }
 
-/// Waits for the idle-in-transaction timer when there is one. The timer lives in the session
-/// (made at the first use, reset per wait) so the attached loop's state stays small.
 /// Which readiness an attached session waits for on one socket.
 #[derive(Clone, Copy)]
 struct Wants {

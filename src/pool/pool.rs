@@ -254,9 +254,6 @@ pub struct PoolStats {
 /// without limit. When full it is cleared and relearnt.
 const MAX_NORMALIZED: usize = 4096;
 
-// Boxing the connection would cost an allocation per checkout; the plan lives on the stack
-// for an instant.
-#[allow(clippy::large_enum_variant)]
 enum Plan {
     Got(Box<ServerConn>),
     Connect,
@@ -420,8 +417,7 @@ impl Pool {
                         let (tx, rx) = oneshot::channel();
                         let id = st.next_waiter;
                         st.next_waiter += 1;
-                        // Read only when waiting: a clock read per checkout shows in the
-                        // per-transaction CPU.
+                        // The wait's start, read only when there is a wait.
                         let since = Instant::now();
                         st.waiters.push_back(Waiter { id, tx, since });
                         Plan::Wait(id, rx, since)
