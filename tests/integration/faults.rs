@@ -743,12 +743,7 @@ async fn client_gone_mid_result_frees_its_server_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_lost_while_others_queue_hands_them_a_new_server() {
-    let c = cluster();
-    let relay = Relay::start(&c.primary.host, c.primary.port).await;
-    let direct = c.url(&c.primary, DB);
-    let via_relay = format!("postgres://{}:{}/{}", c.primary.host, relay.port, DB);
-    let config = base_config("size = 1\ncheckout_timeout_ms = 10000", "");
-    let proxy = start_proxy_with(&config.replace(&direct, &via_relay)).await;
+    let (relay, proxy) = proxy_through_relay().await;
     let Tracked {
         client: a,
         conn: _a_conn,
