@@ -515,7 +515,7 @@ impl Session<'_> {
                 // A server going away (FATAL) is looked at before anything counts it.
                 if tag == b'E'
                     && let Some(f) = body.and_then(parse::error_fields)
-                    && matches!(f.severity, Some("FATAL" | "PANIC"))
+                    && f.ends_session()
                 {
                     if may_drop && tracker.releasable() && ask.is_empty() {
                         // Between transactions, with nothing of the client's on it: the

@@ -56,7 +56,7 @@ pub async fn query_rows(
     drain(conn, &mut tracker, |tag, body| match (tag, body) {
         (b'E', Some(body)) if error.is_none() => {
             let f = parse::error_fields(body).unwrap_or_default();
-            fatal = matches!(f.severity, Some("FATAL" | "PANIC"));
+            fatal = f.ends_session();
             error = Some((
                 f.code.unwrap_or("22023").to_owned(),
                 f.message.unwrap_or("unknown error").to_owned(),
@@ -104,7 +104,7 @@ pub async fn replay_each(conn: &mut ServerConn, sqls: &[String]) -> Result<Vec<b
         b'E' => {
             fatal |= body
                 .and_then(parse::error_fields)
-                .is_some_and(|f| matches!(f.severity, Some("FATAL" | "PANIC")));
+                .is_some_and(|f| f.ends_session());
             if let Some(slot) = ok.get_mut(i) {
                 *slot = false;
             }

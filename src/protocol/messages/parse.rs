@@ -17,6 +17,13 @@ pub struct ErrorFields<'a> {
     pub message: Option<&'a str>,
 }
 
+impl ErrorFields<'_> {
+    /// FATAL or PANIC: the server ends the session after this message.
+    pub fn ends_session(&self) -> bool {
+        matches!(self.severity, Some("FATAL" | "PANIC"))
+    }
+}
+
 /// Parses an ErrorResponse/NoticeResponse body (`(type byte, cstring)* \0`).
 pub fn error_fields(mut body: &[u8]) -> Option<ErrorFields<'_>> {
     let mut f = ErrorFields::default();
