@@ -143,6 +143,22 @@ pub struct Session<'a> {
     pub flip: bool,
 }
 
+/// A conversation the proxy holds with a server on its own account (settings replay, SQL
+/// prepared sync, the session-state probe): bounded by `limit`
+/// (`pool.server_rollback_timeout_ms`; `None` when it ran out) and ended by the stop flags in
+/// `mask`.
+pub(super) async fn on_own_account<T>(
+    flags: &stop::StopFlags,
+    mask: u8,
+    limit: Duration,
+    work: impl Future<Output = T>,
+) -> Result<Option<T>, Exit> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, work) => Ok(r.ok()),
+        raised = flags.wait(mask) => Err(stopped(raised)),
+    }
+}
+
 /// How a session ends on stop flags raised for it (see [`super::stop`]): `KILL` says so; a
 /// shutdown is `57P01` plain.
 fn stopped(raised: u8) -> Exit {
@@ -464,8 +480,7 @@ impl<'a> Session<'a> {
                         }
                         // Broke while being readied (a server shutting down between the pool's
                         // check and our first bytes): the request has not gone out, so it is
-                        // placed again like a failed checkout; on the primary a fresh connection
-                        // is tried, a bounded number of times.
+                        // placed again, a bounded number of times.
                         Ready::Broken => {
                             drop(c);
                             broken += 1;
@@ -578,16 +593,18 @@ impl<'a> Session<'a> {
     /// before the request goes out.
     async fn ready_server(&mut self, conn: &mut PooledConn) -> Result<Ready, Exit> {
         if let Some(sql) = self.params.diff_sql(&conn.applied) {
-            // Bounded like the other conversations the proxy holds on its own account: a
-            // server that stops answering (no reset) is treated as broken.
-            let replayed = tokio::select! {
-                r = tokio::time::timeout(self.rollback_timeout, relay::replay(conn, &sql)) => r,
-                raised = self.entry.stop.wait(stop::HARD | stop::KILL) => return Err(stopped(raised)),
-            };
+            // A server that stops answering (no reset) is treated as broken.
+            let replayed = on_own_account(
+                &self.entry.stop,
+                stop::HARD | stop::KILL,
+                self.rollback_timeout,
+                relay::replay(conn, &sql),
+            )
+            .await?;
             match replayed {
-                Ok(Ok(())) => conn.applied = self.params.desired().to_vec(),
-                Ok(Err(relay::ReplayError::Server(_, msg))) => return Ok(Ready::Refused(msg)),
-                Ok(Err(relay::ReplayError::Broken)) | Err(_) => return Ok(Ready::Broken),
+                Some(Ok(())) => conn.applied = self.params.desired().to_vec(),
+                Some(Err(relay::ReplayError::Server(_, msg))) => return Ok(Ready::Refused(msg)),
+                Some(Err(relay::ReplayError::Broken)) | None => return Ok(Ready::Broken),
             }
         }
         self.sync_sql_prepared(conn).await
@@ -622,11 +639,14 @@ impl<'a> Session<'a> {
         if sqls.is_empty() {
             return Ok(Ready::Yes);
         }
-        let replayed = tokio::select! {
-            r = tokio::time::timeout(self.rollback_timeout, relay::replay_each(conn, &sqls)) => r,
-            raised = self.entry.stop.wait(stop::HARD) => return Err(stopped(raised)),
-        };
-        let Ok(Ok(ok)) = replayed else {
+        let replayed = on_own_account(
+            &self.entry.stop,
+            stop::HARD,
+            self.rollback_timeout,
+            relay::replay_each(conn, &sqls),
+        )
+        .await?;
+        let Some(Ok(ok)) = replayed else {
             // The connection is closed by the caller; the client's request never went out.
             return Ok(Ready::Broken);
         };

@@ -5,7 +5,7 @@
 
 use super::probe;
 use super::relay;
-use super::session::{Exit, Session};
+use super::session::{Exit, Session, on_own_account};
 use crate::prepared::registry::server_name;
 
 impl Session<'_> {
@@ -33,14 +33,17 @@ impl Session<'_> {
             return Ok(());
         };
         let sql = probe::sql(&ask, &self.pool.user);
-        let asked = tokio::select! {
-            r = tokio::time::timeout(self.rollback_timeout, relay::query_rows(conn, &sql)) => r,
-            _ = self.entry.stop.wait(super::stop::HARD) => return Err(Exit::shutdown()),
-        };
+        let asked = on_own_account(
+            &self.entry.stop,
+            super::stop::HARD,
+            self.rollback_timeout,
+            relay::query_rows(conn, &sql),
+        )
+        .await?;
         let rows = match asked {
-            Ok(Ok(rows)) => rows,
+            Some(Ok(rows)) => rows,
             failed => {
-                tracing::warn!(error = ?failed.err(), "could not read the session state a client left; closing that server connection");
+                tracing::warn!(error = ?failed, "could not read the session state a client left; closing that server connection");
                 if let Some(conn) = self.server.take() {
                     self.slot.set(None);
                     conn.discard();
